@@ -1,0 +1,272 @@
+"""Ensemble: run several detectors on one batch, fuse their scores, and alert on edges.
+
+Confidence for a point is the highest score any detector gave it; the evidence (baseline,
+deviation) comes from that detector. Per series hysteresis turns a run of anomalous points
+into one alert rather than one per point:
+
+- inactive and confidence >= ``fire_threshold``: alert, the series goes active (rising edge);
+- active and confidence >= ``fire_threshold`` and ``realert_s`` passed since the last alert:
+  alert again (the incident is still going on);
+- confidence < ``clear_threshold``: the series clears. Between the two thresholds the series
+  keeps whatever state it had, so a signal hovering near one threshold does not flap.
+
+The alert of a series' k-th point depends on its (k-1)-th, so hysteresis runs in the same
+waves as the detectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.base import (
+    BoolArray,
+    Detector,
+    FloatArray,
+    IntArray,
+    SeriesArrays,
+    StateField,
+    as_points,
+)
+from detectors.errors import InputError, StateError
+from detectors.ewma import EwmaZScore
+from detectors.static_bounds import StaticBounds
+from detectors.waves import plan_waves
+
+_PREFIX = "ensemble"
+
+
+class EnsembleOutput(NamedTuple):
+    """Per-point result of :meth:`Ensemble.update`, aligned with the input order."""
+
+    confidence: FloatArray  # highest detector score
+    alert: BoolArray  # rising edge or re-alert: emit a finding for this point
+    active: BoolArray  # the series' hysteresis state after this point
+    since: FloatArray  # ts the series went active (NaN when not active after this point)
+    scores: FloatArray  # (n_points, n_detectors)
+    agreed: BoolArray  # (n_points, n_detectors): score >= fire_threshold
+    top: IntArray  # index of the detector with the highest score (first on ties)
+    baseline: FloatArray  # the top detector's baseline
+    deviation: FloatArray  # the top detector's deviation
+
+
+class Ensemble:
+    """Several detectors over the same series rows, fused, with per-series hysteresis.
+
+    >>> ens = default_ensemble(warmup=5)
+    >>> ens.resize(1)
+    >>> values = np.r_[np.full(10, 100.0) + np.tile([0.5, -0.5], 5), np.full(5, 150.0)]
+    >>> out = ens.update(np.zeros(15, np.intp), np.arange(15.0), values)
+    >>> out.alert.nonzero()[0].tolist(), out.active[-1].item(), out.since[-1].item()
+    ([10], True, 10.0)
+    >>> ens.detector_names, sorted(ens.export_state())[:3]
+    (('ewma', 'static'), ['ensemble.active', 'ensemble.last_alert', 'ensemble.since'])
+    """
+
+    state_fields: ClassVar[Mapping[str, StateField]] = {
+        "active": StateField(np.bool_, False),
+        "since": StateField(np.float64, np.nan),
+        "last_alert": StateField(np.float64, np.nan),
+    }
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        fire_threshold: float = 0.5,
+        clear_threshold: float = 0.3,
+        realert_s: float = 300.0,
+    ) -> None:
+        """``fire_threshold`` 0.5 is where a detector says "beyond its own threshold"; clearing
+        at 0.3 leaves a band wide enough that noise around 0.5 does not flap; re-alerting
+        every 300 s reminds without paging every point of a long incident."""
+        if not detectors:
+            raise InputError("an ensemble needs at least one detector")
+        names = [d.name for d in detectors]
+        for name in names:
+            if names.count(name) > 1:
+                raise InputError(f"duplicate detector name {name!r}")
+            if name == _PREFIX:
+                raise InputError(f"detector name {_PREFIX!r} is reserved")
+        if not 0.0 <= clear_threshold <= fire_threshold <= 1.0:
+            raise InputError(
+                "need 0 <= clear_threshold <= fire_threshold <= 1, got "
+                f"clear_threshold={clear_threshold}, fire_threshold={fire_threshold}"
+            )
+        if not realert_s >= 0.0:
+            raise InputError(f"realert_s must be >= 0, got {realert_s}")
+        sizes = {d.n_series for d in detectors}
+        if len(sizes) > 1:
+            raise InputError(f"detectors hold different numbers of series: {sorted(sizes)}")
+        self._detectors = tuple(detectors)
+        self.fire_threshold = fire_threshold
+        self.clear_threshold = clear_threshold
+        self.realert_s = realert_s
+        self._state = SeriesArrays(self.state_fields)
+        self._state.resize(sizes.pop())
+
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        """Names of the detectors, in column order of ``scores`` and ``agreed``."""
+        return tuple(d.name for d in self._detectors)
+
+    @property
+    def n_series(self) -> int:
+        """Rows of state held, one per series."""
+        return self._state.n
+
+    def resize(self, n_series: int) -> None:
+        """Grow every detector and the hysteresis state to ``n_series`` rows."""
+        self._state.resize(n_series)
+        for det in self._detectors:
+            det.resize(n_series)
+
+    def export_state(self) -> dict[str, npt.NDArray[Any]]:
+        """All state, keys namespaced ``"<detector>.<field>"`` and ``"ensemble.<field>"``."""
+        state = {f"{_PREFIX}.{k}": v for k, v in self._state.export().items()}
+        for det in self._detectors:
+            state.update({f"{det.name}.{k}": v for k, v in det.export_state().items()})
+        return state
+
+    def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Load what :meth:`export_state` produced; :class:`StateError` names the full key.
+
+        Every part is checked on scratch copies first, so a bad dict changes nothing.
+        """
+        known = {*self.detector_names, _PREFIX}
+        parts: dict[str, dict[str, npt.NDArray[Any]]] = {name: {} for name in known}
+        for key, value in state.items():
+            owner, _, field = key.partition(".")
+            if owner not in known or not field:
+                raise StateError(key, "unexpected key")
+            parts[owner][field] = value
+        hysteresis = SeriesArrays(self.state_fields)
+        _namespaced(_PREFIX, hysteresis.load, parts[_PREFIX])
+        backups = [det.export_state() for det in self._detectors]
+        try:
+            for det in self._detectors:
+                _namespaced(det.name, det.load_state, parts[det.name])
+                if det.n_series != hysteresis.n:
+                    raise StateError(
+                        det.name,
+                        f"holds {det.n_series} series, {_PREFIX}.active has {hysteresis.n}",
+                    )
+        except StateError:
+            for det, backup in zip(self._detectors, backups, strict=True):
+                det.load_state(backup)
+            raise
+        self._state = hysteresis
+
+    def update(
+        self, rows: npt.ArrayLike, ts: npt.ArrayLike, values: npt.ArrayLike
+    ) -> EnsembleOutput:
+        """Plan the waves once, run every detector, fuse, then apply hysteresis in ts order."""
+        rows_a, ts_a, values_a = as_points(rows, ts, values, self.n_series)
+        plan = plan_waves(rows_a, ts_a)
+        # Everything runs in wave order (waves are slices) and is put back in input order once
+        # at the end, instead of every detector gathering and scattering on its own.
+        rows_w = plan.to_wave_order(rows_a)
+        ts_w = plan.to_wave_order(ts_a)
+        values_w = plan.to_wave_order(values_a)
+        in_order = plan if plan.in_wave_order else plan.reordered()
+        outs = [det.update(rows_w, ts_w, values_w, in_order) for det in self._detectors]
+        confidence = outs[0].score.copy()
+        top = np.zeros(len(rows_w), dtype=np.intp)
+        baseline = outs[0].baseline.copy()
+        deviation = outs[0].deviation.copy()
+        for j, out in enumerate(outs[1:], start=1):
+            better = out.score > confidence  # strict: the first detector wins ties
+            confidence[better] = out.score[better]
+            top[better] = j
+            baseline[better] = out.baseline[better]
+            deviation[better] = out.deviation[better]
+        alert = np.empty(len(rows_w), dtype=np.bool_)
+        active = np.empty(len(rows_w), dtype=np.bool_)
+        since = np.empty(len(rows_w), dtype=np.float64)
+        for wave in in_order.slices():
+            alert[wave], active[wave], since[wave] = self._hysteresis(
+                rows_w[wave], ts_w[wave], confidence[wave]
+            )
+        scores = plan.to_input_order(np.column_stack([o.score for o in outs]))
+        return EnsembleOutput(
+            confidence=plan.to_input_order(confidence),
+            alert=plan.to_input_order(alert),
+            active=plan.to_input_order(active),
+            since=plan.to_input_order(since),
+            scores=scores,
+            agreed=scores >= self.fire_threshold,
+            top=plan.to_input_order(top),
+            baseline=plan.to_input_order(baseline),
+            deviation=plan.to_input_order(deviation),
+        )
+
+    def _hysteresis(
+        self, rows: IntArray, ts: FloatArray, confidence: FloatArray
+    ) -> tuple[BoolArray, BoolArray, FloatArray]:
+        """One wave (distinct rows): alert flags, then the new active/since per point."""
+        active_all = self._state["active"]
+        since_all = self._state["since"]
+        last_all = self._state["last_alert"]
+        was_active = active_all[rows]
+        last = last_all[rows]
+        hot = confidence >= self.fire_threshold
+        rising = hot & ~was_active
+        realert = hot & was_active & (ts - last >= self.realert_s)
+        alert = rising | realert
+        active = np.where(hot, True, was_active & (confidence >= self.clear_threshold))
+        since = np.where(rising, ts, np.where(active, since_all[rows], np.nan))
+        active_all[rows] = active
+        since_all[rows] = since
+        last_all[rows] = np.where(alert, ts, last)
+        return alert, active, since
+
+
+def _namespaced(
+    owner: str,
+    load: Callable[[Mapping[str, npt.NDArray[Any]]], None],
+    part: Mapping[str, npt.NDArray[Any]],
+) -> None:
+    """Run one part's load, re-raising its StateError under the namespaced key."""
+    try:
+        load(part)
+    except StateError as err:
+        raise StateError(f"{owner}.{err.key}", err.problem) from err
+
+
+def default_ensemble(
+    *,
+    alpha: float = 0.05,
+    warmup: int = 30,
+    z_threshold: float = 4.0,
+    min_std: float = 1e-6,
+    rel_min_std: float = 1e-3,
+    clip_z: float = 3.0,
+    fire_threshold: float = 0.5,
+    clear_threshold: float = 0.3,
+    realert_s: float = 300.0,
+) -> Ensemble:
+    """The standard pair: EWMA z-score (adaptive) then static bounds (configured limits).
+
+    EWMA comes first so that, when every score is 0, the reported baseline is its mean.
+
+    >>> default_ensemble(realert_s=60.0).detector_names
+    ('ewma', 'static')
+    """
+    return Ensemble(
+        [
+            EwmaZScore(
+                alpha=alpha,
+                warmup=warmup,
+                z_threshold=z_threshold,
+                min_std=min_std,
+                rel_min_std=rel_min_std,
+                clip_z=clip_z,
+            ),
+            StaticBounds(),
+        ],
+        fire_threshold=fire_threshold,
+        clear_threshold=clear_threshold,
+        realert_s=realert_s,
+    )
