@@ -108,6 +108,11 @@ class Ensemble:
         self._state.resize(sizes.pop())
 
     @property
+    def detectors(self) -> tuple[Detector, ...]:
+        """The member detectors, in column order (the runtime configures some of them)."""
+        return tuple(self._detectors)
+
+    @property
     def detector_names(self) -> tuple[str, ...]:
         """Names of the detectors, in column order of ``scores`` and ``agreed``."""
         return tuple(d.name for d in self._detectors)

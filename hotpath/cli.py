@@ -1,0 +1,96 @@
+"""The ``hotpath`` command: run, demo, config check/schema, audit verify."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import orjson
+
+from hotpath.errors import ConfigError
+
+
+@click.group()
+@click.version_option(package_name="hotpath-ops")
+def main() -> None:
+    """hotpath: telemetry in, anomalies out, bounded automation, humans paged with context."""
+
+
+@main.command()
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def run(config_path: Path) -> None:
+    """Consume telemetry until SIGINT/SIGTERM, then finish the batch, commit and flush."""
+    from hotpath.config import load_config
+    from hotpath.runtime import run_forever
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        click.echo(f"{config_path}: {e}", err=True)
+        sys.exit(2)
+    sys.exit(run_forever(cfg))
+
+
+@main.command()
+@click.option("--duration", default=45.0, show_default=True, type=click.FloatRange(min=20),
+              help="Seconds the synthetic fleet publishes before the summary.")
+@click.option("--out", "out_dir", default=Path("demo-out"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=7, show_default=True, help="Seed of the synthetic fleet.")
+def demo(duration: float, out_dir: Path, seed: int) -> None:
+    """Run the whole path on an embedded broker and Redis, with injected incidents."""
+    from hotpath.demo.run import run_demo
+
+    sys.exit(run_demo(duration=duration, out_dir=out_dir, seed=seed))
+
+
+@main.group()
+def config() -> None:
+    """Validate the YAML config or print its JSON Schema."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def config_check(path: Path) -> None:
+    """Print every error with its YAML path and line; exit 1 when there is any."""
+    from hotpath.config import load_config
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        click.echo(f"{path}: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: ok (config version {cfg.version_hash()})")
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config file, for editors."""
+    from hotpath.config import json_schema
+
+    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def audit() -> None:
+    """Inspect the tamper-evident audit log."""
+
+
+@audit.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def audit_verify(path: Path) -> None:
+    """Exit 0 when the hash chain holds; otherwise name the first bad record."""
+    from escalation.audit import verify
+
+    report = verify(path)
+    if report.ok:
+        click.echo(f"{path}: ok, {report.records} records, chain intact")
+        return
+    click.echo(f"{path}: TAMPERED: {report.reason}", err=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The one YAML file: typed, frozen, validated, with errors that point at the line.
+
+``load_config(path)`` parses with ruamel.yaml (which keeps line numbers), validates with
+pydantic, and on failure raises :class:`hotpath.errors.ConfigError` listing every problem
+as ``(yaml path, line, message)``. ``json_schema()`` is what ``hotpath config schema``
+prints for editors.
+
+>>> cfg = parse_config_text("kafka: {bootstrap: '127.0.0.1:9092'}\\n")
+>>> cfg.kafka.topic, cfg.kafka.dlq_topic, cfg.decide.page_threshold
+('telemetry', 'telemetry.dlq', 0.5)
+>>> parse_config_text("kafka:\\n  bootstrap: x\\n  commit_interval_s: -1\\n")
+Traceback (most recent call last):
+...
+hotpath.errors.ConfigError: 1 problem in the config:
+  kafka.commit_interval_s (line 3): Input should be greater than 0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from escalation.decision import PolicyGrant, RemediationRule
+from hotpath.errors import ConfigError
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaConfig(_Model):
+    bootstrap: str = Field(description="host:port[,host:port] of the Kafka brokers")
+    topic: str = "telemetry"
+    group: str = "hotpath"
+    dlq_suffix: str = ".dlq"
+    # 5000 records is where decode+detect per batch stays in the low milliseconds while
+    # amortising the per-batch overhead (commit bookkeeping, Redis round trips).
+    max_batch: Annotated[int, Field(gt=0, le=100_000)] = 5000
+    poll_timeout_ms: Annotated[int, Field(ge=0)] = 100
+    # Commits are periodic, not per batch: a commit is a broker round trip.
+    commit_interval_s: Positive = 2.0
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # aiokafka's defaults; a member that dies is evicted after the session timeout.
+    session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+    heartbeat_interval_ms: Annotated[int, Field(ge=100)] = 3_000
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic + self.dlq_suffix
+
+
+class RedisConfig(_Model):
+    url: str = "redis://127.0.0.1:6379/0"
+    # The budget store is on the hot path's decision step: a slow Redis must not stall the
+    # loop, and budgets fail closed, so the timeout is short.
+    timeout_s: Positive = 0.25
+    key_prefix: str = "hotpath"
+
+
+class EwmaConfig(_Model):
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    warmup: Annotated[int, Field(ge=1)] = 30
+    z_threshold: Positive = 4.0
+
+
+class EnsembleConfig(_Model):
+    fire_threshold: Probability = 0.5
+    clear_threshold: Probability = 0.3
+    realert_s: Positive = 300.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EnsembleConfig:
+        if self.clear_threshold > self.fire_threshold:
+            raise ValueError("clear_threshold must not exceed fire_threshold")
+        return self
+
+
+class BoundConfig(_Model):
+    service: str = "*"
+    metric: str = "*"
+    lower: float | None = None
+    upper: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> BoundConfig:
+        if self.lower is None and self.upper is None:
+            raise ValueError("a bound needs lower, upper or both")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError("lower must not exceed upper")
+        return self
+
+
+class DetectorsConfig(_Model):
+    ewma: EwmaConfig = EwmaConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
+    bounds: tuple[BoundConfig, ...] = ()
+
+
+class DecideConfig(_Model):
+    page_threshold: Probability = 0.5
+    environment: str = "production"
+
+
+class BudgetConfig(_Model):
+    limit: Annotated[int, Field(ge=0)] = 3
+    window_s: Positive = 3600.0
+
+
+class RemediationConfig(_Model):
+    name: str
+    action: str
+    service: str = "*"
+    metric: str = "*"
+    min_confidence: Probability = 0.9
+    target: str = "{service}"
+    budget: BudgetConfig = BudgetConfig()
+    approval_required: bool = False
+
+    def rule(self) -> RemediationRule:
+        return RemediationRule(
+            name=self.name, action=self.action, service=self.service, metric=self.metric,
+            min_confidence=self.min_confidence, target=self.target,
+            budget_limit=self.budget.limit, budget_window_s=self.budget.window_s,
+            approval_required=self.approval_required,
+        )
+
+
+class PolicyConfig(_Model):
+    action: str
+    services: tuple[str, ...] = ("*",)
+    environments: tuple[str, ...] = ("*",)
+
+    def grant(self) -> PolicyGrant:
+        return PolicyGrant(self.action, self.services, self.environments)
+
+
+class AutomationConfig(_Model):
+    paused: bool = False
+
+
+class WebhookConfig(_Model):
+    url: str
+    timeout_s: Positive = 5.0
+
+
+class ConsolePagerConfig(_Model):
+    path: Path | None = None
+    echo: bool = True
+
+
+class PagersConfig(_Model):
+    webhook: WebhookConfig | None = None
+    console: ConsolePagerConfig | None = ConsolePagerConfig()
+
+
+class ExecutorsConfig(_Model):
+    webhook: WebhookConfig | None = None
+
+
+class AuditConfig(_Model):
+    path: Path = Path("audit.jsonl")
+
+
+class MetricsConfig(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+
+
+class SpoolConfig(_Model):
+    dir: Path = Path("spool")
+
+
+class Config(_Model):
+    version: Literal[1] = 1
+    kafka: KafkaConfig
+    redis: RedisConfig = RedisConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
+    decide: DecideConfig = DecideConfig()
+    automation: AutomationConfig = AutomationConfig()
+    remediations: tuple[RemediationConfig, ...] = ()
+    policy: tuple[PolicyConfig, ...] = ()
+    executors: ExecutorsConfig = ExecutorsConfig()
+    pagers: PagersConfig = PagersConfig()
+    audit: AuditConfig = AuditConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    spool: SpoolConfig = SpoolConfig()
+
+    @model_validator(mode="after")
+    def _remediations_runnable(self) -> Config:
+        names = [r.name for r in self.remediations]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"remediation names must be unique: {', '.join(dup)}")
+        if self.remediations and self.executors.webhook is None:
+            raise ValueError("remediations need an executor: set executors.webhook")
+        return self
+
+    def version_hash(self) -> str:
+        """Short hash of the effective config; audit records name the config they ran under."""
+        blob = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hotpath configuration"
+    return schema
+
+
+def _line_of(node: Any, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the deepest YAML node along ``loc`` that exists."""
+    line: int | None = None
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(part, int) and isinstance(node, list):
+                if lc is not None:
+                    line = lc.item(part)[0] + 1
+                node = node[part]
+            elif isinstance(node, dict) and part in node:
+                if lc is not None:
+                    line = lc.key(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    if line is None and getattr(node, "lc", None) is not None:
+        line = node.lc.line + 1
+    return line
+
+
+def parse_config_text(text: str) -> Config:
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(io.StringIO(text))
+    except MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([("(yaml)", line, f"invalid YAML: {e.problem}")]) from e
+    if not isinstance(data, dict):
+        raise ConfigError([("(root)", 1, "the config must be a YAML mapping")])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        items = []
+        for err in e.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            path = ".".join(str(p) for p in loc) or "(root)"
+            msg = err["msg"].removeprefix("Value error, ")
+            items.append((path, _line_of(data, loc), msg))
+        raise ConfigError(items) from e
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([(str(path), None, f"cannot read: {e.strerror}")]) from e
+    return parse_config_text(text)
+
+
+def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in updates.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def with_overrides(cfg: Config, updates: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with nested ``updates`` merged in and validated again.
+
+    >>> cfg = parse_config_text("kafka: {bootstrap: a}\\n")
+    >>> with_overrides(cfg, {"kafka": {"topic": "t2"}}).kafka.topic
+    't2'
+    """
+    try:
+        return Config.model_validate(_merge(cfg.model_dump(), updates))
+    except ValidationError as e:
+        raise ConfigError([(".".join(str(p) for p in err["loc"]), None, err["msg"])
+                           for err in e.errors()]) from e

@@ -1,0 +1,39 @@
+"""Fixtures for runtime tests: a per-test config pointing at the session's real services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotpath.config import Config, load_config, with_overrides
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "hotpath.yaml"
+
+MakeConfig = Callable[..., Config]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, redis_url: str) -> MakeConfig:
+    """The example config aimed at this test's topic, group, receivers and files."""
+
+    def make(bootstrap: str, topic: str, *, action_url: str, page_url: str,
+             group: str | None = None, **extra: Any) -> Config:
+        updates: dict[str, Any] = {
+            "kafka": {"bootstrap": bootstrap, "topic": topic, "group": group or f"g-{topic}",
+                      "commit_interval_s": 0.5, "poll_timeout_ms": 50},
+            "redis": {"url": redis_url},
+            "executors": {"webhook": {"url": action_url, "timeout_s": 2.0}},
+            "pagers": {"webhook": {"url": page_url, "timeout_s": 2.0},
+                       "console": {"path": tmp_path / "pages.jsonl", "echo": False}},
+            "audit": {"path": tmp_path / "audit.jsonl"},
+            "spool": {"dir": tmp_path / "spool"},
+            "metrics": {"port": 0},
+        }
+        for section, values in extra.items():
+            updates.setdefault(section, {}).update(values)
+        return with_overrides(load_config(EXAMPLE), updates)
+
+    return make
