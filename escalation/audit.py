@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -236,6 +236,62 @@ def _count_lines(path: Path) -> int:
     return count if last == b"\n" else count + 1
 
 
+def _cut_torn_tail(path: Path) -> int:
+    """Drop a final line that lacks its newline, if the head file allows; bytes dropped.
+
+    Lines are written whole (record + newline in one write) and the head file is updated
+    only after the fsync, so a line without its newline that the head does not cover is a
+    write a crash interrupted: its batch was never durable, its offsets never committed, and
+    it will be decided again on replay. Keeping it would refuse every later start; dropping
+    it loses nothing that was acknowledged. The caller records the cut in the chain itself.
+    When the head covers it, the file was cut by someone else: it is left for ``_resume`` to
+    refuse, untouched.
+    """
+    with path.open("r+b") as f:
+        data_end = f.seek(0, os.SEEK_END)
+        if data_end == 0:
+            return 0
+        f.seek(data_end - 1)
+        if f.read(1) == b"\n":
+            return 0
+        pos, tail, keep = data_end, b"", 0
+        while pos > 0:
+            step = min(_TAIL_CHUNK, pos)
+            pos -= step
+            f.seek(pos)
+            tail = f.read(step) + tail
+            cut = tail.rfind(b"\n")
+            if cut >= 0:
+                keep = pos + cut + 1
+                break
+        head = read_head(path)
+        if head is not None:
+            before = _last_line_before(f, keep)
+            try:
+                kept_seq = _parse(before[:-1]).seq if before else 0
+            except _BadLine:
+                return 0  # a broken record before the torn one: not ours to repair
+            if head.seq > kept_seq:
+                return 0
+        f.truncate(keep)
+        os.fsync(f.fileno())
+        return data_end - keep
+
+
+def _last_line_before(f: BinaryIO, end: int) -> bytes:
+    """The complete line (with newline) that ends at byte ``end``; b"" when none."""
+    pos, tail = end, b""
+    while pos > 0:
+        step = min(_TAIL_CHUNK, pos)
+        pos -= step
+        f.seek(pos)
+        tail = f.read(step) + tail
+        cut = tail.rfind(b"\n", 0, len(tail) - 1)
+        if cut >= 0:
+            return tail[cut + 1 :]
+    return tail
+
+
 def _resume(path: Path) -> tuple[int, str]:
     """(last seq, sha256 of the last line) to continue from; refuses a broken end."""
     head = read_head(path)
@@ -281,6 +337,7 @@ class AuditLog:
             self._file.close()
             raise AuditError(f"{path}: already open by another writer") from None
         try:
+            torn = _cut_torn_tail(path)
             self._seq, self._prev = _resume(path)
             if created:
                 _fsync_dir(path.parent)
@@ -290,6 +347,10 @@ class AuditLog:
         self._buf: list[bytes] = []
         self._last_hash = ""  # set by append; the head only changes after one
         self._broken: str | None = None
+        if torn:
+            self.append("recovery", {"torn_tail_bytes": torn,
+                                     "detail": "a write interrupted by a crash was dropped"})
+            self.flush()
 
     @property
     def path(self) -> Path:

@@ -337,3 +337,23 @@ def test_any_single_byte_change_is_caught(
     report = verify_lines(split(bad))
     assert not report.ok
     assert report.first_bad is not None and report.reason
+
+
+def test_reopen_after_a_crash_mid_write_drops_the_torn_line_and_says_so(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 5)
+    head_before = read_head(path)
+    # A crash in the middle of the next flush: half a line, never fsynced, head unchanged.
+    with path.open("ab") as f:
+        f.write(b'{"body":{"half":')
+    assert read_head(path) == head_before
+    with AuditLog(path, ticking()) as log:
+        assert log.seq == 6
+    recs = [orjson.loads(line) for line in lines(path)]
+    assert [r["seq"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert recs[-1]["kind"] == "recovery"
+    assert recs[-1]["body"] == {"torn_tail_bytes": 16,
+                                "detail": "a write interrupted by a crash was dropped"}
+    assert verify(path).ok
