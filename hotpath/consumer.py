@@ -118,6 +118,7 @@ class ConsumeLoop:
                     res = await self.processor.process(batch, self.states.states)
                     self.states.processed.update(res.next_offsets)
                 self._lag(got.keys())
+                self.metrics.series.set(sum(st.index.n for st in self.states.states.values()))
                 if self.on_batch is not None:
                     self.on_batch(res)
             if self.monotonic() - last_commit >= self.commit_interval_s:

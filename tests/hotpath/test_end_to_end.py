@@ -174,5 +174,6 @@ async def test_telemetry_to_actions_pages_audit_dlq_and_offsets(
         'hotpath_pages_total{outcome="sent",pager="webhook"}',
         'hotpath_actions_total{action="scale_out",outcome="succeeded"} 2.0',
         "hotpath_consumer_lag_messages{partition=",
+        "hotpath_series 6.0",  # 3 services x 2 metrics, one region
     ):
         assert needle in scraped, needle

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install what hotpath needs on this machine, skipping what is already there.
+#
+#   deploy/setup.sh            redis-server, a Python venv with hotpath and its dev tools
+#   deploy/setup.sh --kafka    also a JDK, Maven and the Apache Kafka jars (for the tests)
+#
+# The venv is $HOTPATH_VENV (default: .venv in the repository); the Makefile uses it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+kafka=0
+[[ "${1:-}" == "--kafka" ]] && kafka=1
+venv="${HOTPATH_VENV:-.venv}"
+
+section() { printf '\n===== %s =====\n' "$*"; }
+
+section "system packages"
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+# Debian moves ensurepip into python3-venv; without it `python3 -m venv` cannot make a venv.
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if ((kafka)); then
+    command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null || missing+=(maven)
+fi
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends ca-certificates "${missing[@]}"
+else
+    echo "all present"
+fi
+redis-server --version
+
+section "python environment ($venv)"
+# A venv, because Debian's system Python refuses pip installs (PEP 668).
+[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+    || { echo "hotpath needs Python >= 3.11" >&2; exit 1; }
+# Skip the resolver when nothing changed since the last install (a stamp per pyproject).
+stamp="$venv/.hotpath-installed"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -e '.[dev]'
+    touch "$stamp"
+fi
+"$venv/bin/python" --version
+
+if ((kafka)); then
+    section "kafka jars (Maven Central)"
+    java -version 2>&1
+    deploy/kafka/fetch.sh
+fi
