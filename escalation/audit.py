@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from escalation.errors import AuditError, AuditVerifyError
+from escalation.fsync import fsync_dir
 
 ZERO_HASH = "0" * 64
 _OPTS = orjson.OPT_SORT_KEYS
@@ -340,7 +341,7 @@ class AuditLog:
             torn = _cut_torn_tail(path)
             self._seq, self._prev = _resume(path)
             if created:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except BaseException:
             self._file.close()
             raise
@@ -428,12 +429,3 @@ class AuditLog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """A new file's name is durable only once its directory is synced."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

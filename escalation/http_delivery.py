@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -85,3 +86,28 @@ async def post_json(
         raise RetryableDeliveryError(f"timeout after {timeout_s} s") from None
     except aiohttp.ClientError as e:
         raise RetryableDeliveryError(f"connection error: {type(e).__name__}: {e}") from None
+
+
+@dataclass(frozen=True)
+class JsonEndpoint:
+    """One webhook URL, the session that reaches it and how long a POST may take.
+
+    What a JSON webhook adapter holds; :meth:`post` is :func:`post_json` to that URL.
+
+    >>> import asyncio
+    >>> async def url() -> str:
+    ...     async with aiohttp.ClientSession() as s:
+    ...         return JsonEndpoint(s, "http://127.0.0.1:9/hook", 5.0).url
+    >>> asyncio.run(url())
+    'http://127.0.0.1:9/hook'
+    """
+
+    session: aiohttp.ClientSession
+    url: str
+    timeout_s: float
+
+    async def post(self, body: bytes, idempotency_key: str) -> tuple[int, str]:
+        """POST ``body`` keyed by ``idempotency_key``; (status, detail) on 2xx, else raise."""
+        return await post_json(
+            self.session, self.url, body, idempotency_key=idempotency_key, timeout_s=self.timeout_s
+        )

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import orjson
 
+from escalation.fsync import fsync_dir
 from escalation.page import Page
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def _append_lines(path: Path, lines: Iterable[bytes]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _replace(path: Path, data: bytes) -> None:
@@ -149,13 +150,4 @@ def _replace(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    # A new or renamed file's directory entry is durable only once the directory is synced.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import aiohttp
 
 from escalation.executors.base import ActionRequest, ActionResult
-from escalation.http_delivery import post_json
+from escalation.http_delivery import JsonEndpoint
 
 
 class WebhookExecutor:
@@ -32,9 +32,7 @@ class WebhookExecutor:
         clock: Callable[[], float] = time.monotonic,
         name: str = "webhook",
     ) -> None:
-        self._session = session
-        self._url = url
-        self._timeout_s = timeout_s
+        self._endpoint = JsonEndpoint(session, url, timeout_s)
         self._clock = clock
         self._name = name
 
@@ -44,11 +42,5 @@ class WebhookExecutor:
 
     async def execute(self, req: ActionRequest) -> ActionResult:
         t0 = self._clock()
-        status, detail = await post_json(
-            self._session,
-            self._url,
-            req.to_json(),
-            idempotency_key=req.idempotency_key,
-            timeout_s=self._timeout_s,
-        )
+        status, detail = await self._endpoint.post(req.to_json(), req.idempotency_key)
         return ActionResult(True, status, detail, self._clock() - t0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from escalation.http_delivery import post_json
+from escalation.http_delivery import JsonEndpoint
 from escalation.page import Page
 
 
@@ -30,9 +30,7 @@ class WebhookPager:
         timeout_s: float = 5.0,  # pager APIs answer in < 1 s; 5 s rides out a slow moment
         name: str = "webhook",
     ) -> None:
-        self._session = session
-        self._url = url
-        self._timeout_s = timeout_s
+        self._endpoint = JsonEndpoint(session, url, timeout_s)
         self._name = name
 
     @property
@@ -40,10 +38,4 @@ class WebhookPager:
         return self._name
 
     async def send(self, page: Page) -> None:
-        await post_json(
-            self._session,
-            self._url,
-            page.to_json(),
-            idempotency_key=page.dedup_key,
-            timeout_s=self._timeout_s,
-        )
+        await self._endpoint.post(page.to_json(), page.dedup_key)

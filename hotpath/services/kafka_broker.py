@@ -15,15 +15,13 @@ import base64
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from hotpath.services import kafka_admin
 from hotpath.services.errors import ServiceMissing, ServiceStartError
-from hotpath.services.ports import free_port, wait_for_port
-from hotpath.services.process import kill, log_tail, spawn, terminate
+from hotpath.services.ports import free_port
+from hotpath.services.process import ServiceProcess, kill, log_tail
 
 KAFKA_VERSION = "3.9.1"
 FETCH_HINT = "deploy/kafka/fetch.sh (needs mvn: apt-get install maven)"
@@ -110,9 +108,37 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
     )
 
 
-class KafkaBroker:
+class KafkaProtocolService(ServiceProcess):
+    """A broker clients reach over the Kafka protocol at :attr:`bootstrap`.
+
+    Ready once its port is open and it serves metadata (it lists itself and a controller);
+    shared by Apache Kafka here and Tansu (:mod:`hotpath.services.tansu`).
+    """
+
+    @property
+    def bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` for ``bootstrap_servers``."""
+        return f"127.0.0.1:{self.port}"
+
+    async def create_topic(self, name: str, partitions: int = 4) -> None:
+        """Create ``name`` (replication 1) and wait until every partition has a leader."""
+        await kafka_admin.create_topic(self.bootstrap, name, partitions)
+
+    def _serving(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+        alive = lambda: proc.poll() is None  # noqa: E731
+        return self._listening(proc) and kafka_admin.run_sync(
+            kafka_admin.wait_for_metadata(self.bootstrap, deadline, alive)
+        )
+
+    def _not_serving(self) -> str:
+        return f"no metadata on {self.bootstrap}"
+
+
+class KafkaBroker(KafkaProtocolService):
     """Apache Kafka on 127.0.0.1, data and ``kafka.log`` in ``workdir``.
 
+    ``start()`` formats storage (first time only), starts the JVM and waits until metadata
+    is served; ``stop()`` is a clean shutdown (SIGTERM), ``kill()`` a crash.
     Starting takes seconds (a JVM), so the doctest only shows the addresses:
 
     >>> import tempfile
@@ -121,30 +147,26 @@ class KafkaBroker:
     True
     """
 
+    service = "kafka"
+    start_timeout_s = _START_TIMEOUT_S
+    # A JVM that never came up has nothing worth a clean shutdown: SIGKILL frees its ports
+    # at once instead of after its shutdown hooks.
+    kill_on_failed_start = True
+
     def __init__(self, workdir: Path, libs_dir: Path | None = None) -> None:
-        self.workdir = Path(workdir)
+        super().__init__(workdir, "kafka.log", free_port())
         self.libs_dir = Path(libs_dir) if libs_dir is not None else default_libs_dir()
-        self.port = free_port()
         self.controller_port = free_port()
-        self.log_path = self.workdir / "kafka.log"
         self.config_path = self.workdir / "server.properties"
         self._cluster_id = cluster_id()
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def bootstrap(self) -> str:
-        """``127.0.0.1:PORT`` for ``bootstrap_servers``."""
-        return f"127.0.0.1:{self.port}"
+    def kill(self) -> None:
+        """Crash the broker (SIGKILL); ``start()`` afterwards recovers its logs."""
+        if self._proc is not None:
+            kill(self._proc)
+            self._proc = None
 
-    @property
-    def running(self) -> bool:
-        """Whether the JVM is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> KafkaBroker:
-        """Format storage (first time only), start the JVM, wait until metadata is served."""
-        if self.running:
-            return self
+    def _command(self) -> list[str]:
         java = self._java()
         if not libs_ready(self.libs_dir):
             raise ServiceMissing(f"Kafka {KAFKA_VERSION} jars in {self.libs_dir}", FETCH_HINT)
@@ -153,57 +175,20 @@ class KafkaBroker:
             server_properties(self.port, self.controller_port, self.workdir / "data")
         )
         self._format(java)
-        proc = spawn(
-            [
-                java,
-                # Small heap: a test broker holds little; two of them fit beside the tests.
-                "-Xms256m",
-                "-Xmx512m",
-                "-XX:-UsePerfData",
-                "-Djava.awt.headless=true",
-                f"-Dlog4j.configuration=file:{self._log4j()}",
-                f"-Dkafka.logs.dir={self.workdir}",
-                "-cp",
-                str(self.libs_dir / "*"),
-                "kafka.Kafka",
-                str(self.config_path),
-            ],
-            self.log_path,
-            self.workdir,
-        )
-        self._proc = proc
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        alive = lambda: proc.poll() is None  # noqa: E731
-        ready = wait_for_port("127.0.0.1", self.port, _START_TIMEOUT_S, alive=alive)
-        if ready:
-            ready = kafka_admin.run_sync(
-                kafka_admin.wait_for_metadata(self.bootstrap, deadline, alive)
-            )
-        if not ready:
-            code = kill(proc)
-            self._proc = None
-            raise ServiceStartError(
-                "kafka",
-                f"no metadata on {self.bootstrap} (exit code {code}): {log_tail(self.log_path, 5)}",
-                self.log_path,
-            )
-        return self
-
-    def stop(self) -> None:
-        """Clean shutdown (SIGTERM); no-op when stopped."""
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
-
-    def kill(self) -> None:
-        """Crash the broker (SIGKILL); ``start()`` afterwards recovers its logs."""
-        if self._proc is not None:
-            kill(self._proc)
-            self._proc = None
-
-    async def create_topic(self, name: str, partitions: int = 4) -> None:
-        """Create ``name`` (replication 1) and wait until every partition has a leader."""
-        await kafka_admin.create_topic(self.bootstrap, name, partitions)
+        return [
+            java,
+            # Small heap: a test broker holds little; two of them fit beside the tests.
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:-UsePerfData",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{self._log4j()}",
+            f"-Dkafka.logs.dir={self.workdir}",
+            "-cp",
+            str(self.libs_dir / "*"),
+            "kafka.Kafka",
+            str(self.config_path),
+        ]
 
     def _java(self) -> str:
         java = shutil.which("java")
@@ -245,14 +230,3 @@ class KafkaBroker:
                 f"storage format exited with {result.returncode}: {log_tail(self.log_path, 5)}",
                 self.log_path,
             )
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

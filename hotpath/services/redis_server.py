@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
-from hotpath.services.errors import ServiceMissing, ServiceStartError
+from hotpath.services.errors import ServiceMissing
 from hotpath.services.ports import free_port
-from hotpath.services.process import log_tail, spawn, terminate
+from hotpath.services.process import ServiceProcess
 
 # redis-server answers within ~10 ms when idle; 15 s leaves room for a busy CI machine.
 _START_TIMEOUT_S = 15.0
@@ -36,8 +35,11 @@ def redis_server_binary() -> str:
     return path
 
 
-class RedisServer:
+class RedisServer(ServiceProcess):
     """A redis-server bound to 127.0.0.1, logging to ``workdir/redis.log``.
+
+    ``start()`` (no-op when running) waits until it accepts connections; ``stop()`` sends
+    SIGTERM, then SIGKILL after a grace period.
 
     >>> import tempfile, socket
     >>> with RedisServer(Path(tempfile.mkdtemp())) as server:
@@ -49,30 +51,21 @@ class RedisServer:
     False
     """
 
+    service = "redis-server"
+    start_timeout_s = _START_TIMEOUT_S
+
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = Path(workdir)
-        # The port is fixed at construction so that stop() then start() keeps the URL.
-        self.port = port if port is not None else free_port()
-        self.log_path = self.workdir / "redis.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir, "redis.log", port if port is not None else free_port())
 
     @property
     def url(self) -> str:
         """``redis://127.0.0.1:PORT/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> RedisServer:
-        """Start the server (no-op when running) and wait until it accepts connections."""
-        if self.running:
-            return self
+    def _command(self) -> list[str]:
         binary = redis_server_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
+        return [
             binary,
             "--bind", "127.0.0.1",
             "--port", str(self.port),
@@ -84,34 +77,12 @@ class RedisServer:
             "--logfile", "",
             "--daemonize", "no",
         ]  # fmt: skip
-        proc = spawn(argv, self.log_path, self.workdir)
-        self._proc = proc
-        if not _wait_until_serving(proc, self.port, time.monotonic() + _START_TIMEOUT_S):
-            code = terminate(proc)
-            self._proc = None
-            raise ServiceStartError(
-                "redis-server",
-                f"not serving on port {self.port} (exit code {code}): {log_tail(self.log_path, 5)}",
-                self.log_path,
-            )
-        return self
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after a grace period); no-op when stopped."""
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
+    def _serving(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+        return _wait_until_serving(proc, self.port, deadline)
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _not_serving(self) -> str:
+        return f"not serving on port {self.port}"
 
 
 def _wait_until_serving(proc: subprocess.Popen[bytes], port: int, deadline: float) -> bool:

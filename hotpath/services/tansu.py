@@ -28,15 +28,11 @@ test_tansu.py run it):
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
 
-from hotpath.services import kafka_admin
-from hotpath.services.errors import ServiceMissing, ServiceStartError
-from hotpath.services.ports import free_port, wait_for_port
-from hotpath.services.process import log_tail, spawn, terminate
+from hotpath.services.errors import ServiceMissing
+from hotpath.services.kafka_broker import KafkaProtocolService
+from hotpath.services.ports import free_port
 
 FAST_GROUP_TIMING: dict[str, int] = {
     # Consumer settings for Tansu groups: its JoinGroup waits half the session timeout and
@@ -66,11 +62,15 @@ def tansu_binary() -> str:
     return path
 
 
-class TansuBroker:
+class TansuBroker(KafkaProtocolService):
     """Tansu on 127.0.0.1 with in-memory storage, logging to ``workdir/tansu.log``.
+
+    ``start()`` (no-op when running) waits until it serves metadata; ``stop()`` ends it,
+    and its in-memory topics with it.
 
     >>> import tempfile
     >>> from aiokafka import AIOKafkaProducer
+    >>> from hotpath.services import kafka_admin
     >>> async def produce_one(bootstrap: str) -> int:
     ...     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     ...     await producer.start()
@@ -84,74 +84,22 @@ class TansuBroker:
     0
     """
 
+    service = "tansu"
+    start_timeout_s = _START_TIMEOUT_S
+
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = Path(workdir)
-        self.port = port if port is not None else free_port()
-        self.log_path = self.workdir / "tansu.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir, "tansu.log", port if port is not None else free_port())
 
-    @property
-    def bootstrap(self) -> str:
-        """``127.0.0.1:PORT`` for ``bootstrap_servers``."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> TansuBroker:
-        """Start the broker (no-op when running) and wait until it serves metadata."""
-        if self.running:
-            return self
+    def _command(self) -> list[str]:
         binary = tansu_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
         # Every option is passed explicitly: Tansu also reads LISTENER_URL, STORAGE_ENGINE
         # and friends from the environment, and a stray variable must not move the broker.
-        argv = [
+        return [
             binary,
             "broker",
             "--listener-url", url,
             "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
-        proc = spawn(argv, self.log_path, self.workdir)
-        self._proc = proc
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        alive = lambda: proc.poll() is None  # noqa: E731
-        ready = wait_for_port("127.0.0.1", self.port, _START_TIMEOUT_S, alive=alive)
-        if ready:
-            ready = kafka_admin.run_sync(
-                kafka_admin.wait_for_metadata(self.bootstrap, deadline, alive)
-            )
-        if not ready:
-            code = terminate(proc)
-            self._proc = None
-            raise ServiceStartError(
-                "tansu",
-                f"no metadata on {self.bootstrap} (exit code {code}): {log_tail(self.log_path, 5)}",
-                self.log_path,
-            )
-        return self
-
-    def stop(self) -> None:
-        """Stop the broker (its in-memory topics are gone); no-op when stopped."""
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
-
-    async def create_topic(self, name: str, partitions: int = 4) -> None:
-        """Create ``name`` and wait until every partition has a leader."""
-        await kafka_admin.create_topic(self.bootstrap, name, partitions)
-
-    def __enter__(self) -> TansuBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
