@@ -125,6 +125,10 @@ class ConsumeLoop:
                 async with self.states.lock:
                     await self.states.commit()
                 last_commit = self.monotonic()
+                m = self.metrics
+                log.info("processed %d messages, %d points, %d findings; committed %s",
+                         m.messages._value.get(), m.points._value.get(),
+                         m.findings._value.get(), self.states.committed)
         # Clean shutdown: the last batch is done; make it durable and commit it.
         async with self.states.lock:
             await self.states.commit()
