@@ -10,20 +10,27 @@ a rebalance resumes the detectors where they were instead of warming up again.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 import numpy as np
 import orjson
 
-from detectors.ensemble import Ensemble
+from detectors.ensemble import Ensemble, EnsembleOutput
 from detectors.errors import DetectorError
 from detectors.static_bounds import StaticBounds
 from hotpath.config import BoundConfig
 from hotpath.errors import CheckpointError
 from hotpath.series import RecentValues, SeriesIndex
+from hotpath.wire import Decoded, RawMessage, decode_batch
 
 _META_KEY = "__meta__"  # series index and recent values, as JSON bytes
+
+
+class Detected(NamedTuple):
+    decoded: Decoded
+    output: EnsembleOutput | None  # None when the batch held no valid point
 
 
 class PartitionState:
@@ -60,6 +67,21 @@ class PartitionState:
                 np.asarray(lower, dtype=np.float64),
                 np.asarray(upper, dtype=np.float64),
             )
+
+    def ingest(self, messages: Sequence[RawMessage], now: float) -> Detected:
+        """Decode, index and detect one batch of this partition's messages.
+
+        The one code path from wire bytes to detector output: the live processor, replay
+        and the NAB harness all call it, so they cannot drift apart.
+        """
+        n_before = self.index.n
+        dec = decode_batch(messages, now, self.index)
+        self.grow(n_before)
+        if not dec.points:
+            return Detected(dec, None)
+        out = self.ensemble.update(dec.rows, dec.ts, dec.values)
+        self.recent.push(dec.rows, dec.values)
+        return Detected(dec, out)
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = dict(self.ensemble.export_state())

@@ -37,7 +37,7 @@ from escalation.finding import Finding, finding_id
 from escalation.page import Page, page_from_decision
 from hotpath.metrics import Metrics
 from hotpath.partition import PartitionState
-from hotpath.wire import Decoded, RawMessage, Reject, decode_batch, reason_kind
+from hotpath.wire import Decoded, RawMessage, Reject, reason_kind
 
 Clock = Callable[[], float]
 TP = tuple[str, int]
@@ -163,16 +163,12 @@ class Processor:
             if not msgs:
                 continue
             state = states[tp]
-            n_before = state.index.n
-            dec = decode_batch(msgs, now, state.index)
-            state.grow(n_before)
+            dec, out = state.ingest(msgs, now)
             rejects.extend(dec.rejects)
             res.messages += len(msgs)
             res.points += dec.points
             res.next_offsets[tp] = msgs[-1].offset + 1
-            if dec.points:
-                out = state.ensemble.update(dec.rows, dec.ts, dec.values)
-                state.recent.push(dec.rows, dec.values)
+            if out is not None:
                 self.metrics.lag_seconds.observe_many(now - dec.ts)
                 findings.extend(_findings(state, dec, out, self.environment))
         res.rejects = len(rejects)
