@@ -82,6 +82,15 @@ def make_ensemble(cfg: Config) -> Ensemble:
     )
 
 
+def partition_factory(cfg: Config) -> Callable[[], PartitionState]:
+    """Fresh detector state for one partition, as configured (live loop, replay, NAB)."""
+
+    def factory() -> PartitionState:
+        return PartitionState(make_ensemble(cfg), cfg.detectors.bounds)
+
+    return factory
+
+
 def decision_context(cfg: Config) -> DecisionContext:
     return DecisionContext(
         page_threshold=cfg.decide.page_threshold,
@@ -164,10 +173,7 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     )
     store = CheckpointStore(redis, cfg.redis.key_prefix, cfg.kafka.group)
 
-    def factory() -> PartitionState:
-        return PartitionState(make_ensemble(cfg), cfg.detectors.bounds)
-
-    states = PartitionStates(consumer, factory, store, metrics)
+    states = PartitionStates(consumer, partition_factory(cfg), store, metrics)
     processor = Processor(
         ctx=decision_context(cfg), environment=cfg.decide.environment,
         config_version=cfg.version_hash(), dlq=KafkaDlq(producer, cfg.kafka.dlq_topic),
