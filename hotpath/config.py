@@ -28,6 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from escalation.decision import PolicyGrant, RemediationRule
+from hotpath.detector_config import DetectorSetConfig, ProfileConfig
 from hotpath.errors import ConfigError
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -67,24 +68,6 @@ class RedisConfig(_Model):
     key_prefix: str = "hotpath"
 
 
-class EwmaConfig(_Model):
-    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
-    warmup: Annotated[int, Field(ge=1)] = 30
-    z_threshold: Positive = 4.0
-
-
-class EnsembleConfig(_Model):
-    fire_threshold: Probability = 0.5
-    clear_threshold: Probability = 0.3
-    realert_s: Positive = 300.0
-
-    @model_validator(mode="after")
-    def _ordered(self) -> EnsembleConfig:
-        if self.clear_threshold > self.fire_threshold:
-            raise ValueError("clear_threshold must not exceed fire_threshold")
-        return self
-
-
 class BoundConfig(_Model):
     service: str = "*"
     metric: str = "*"
@@ -101,9 +84,19 @@ class BoundConfig(_Model):
 
 
 class DetectorsConfig(_Model):
-    ewma: EwmaConfig = EwmaConfig()
-    ensemble: EnsembleConfig = EnsembleConfig()
+    """The default detector set, per-metric profiles (first match wins), static bounds."""
+
+    default: DetectorSetConfig = DetectorSetConfig()
+    profiles: tuple[ProfileConfig, ...] = ()
     bounds: tuple[BoundConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_profiles(self) -> DetectorsConfig:
+        names = [p.name for p in self.profiles]
+        dup = sorted({n for n in names if names.count(n) > 1} | ({"default"} & set(names)))
+        if dup:
+            raise ValueError(f"profile names must be unique and not 'default': {', '.join(dup)}")
+        return self
 
 
 class DecideConfig(_Model):

@@ -1,72 +1,126 @@
 """The detector state of one Kafka partition, and how it is saved with its offset.
 
 Producers key messages by service, so a series lives on exactly one partition. Each
-assigned partition therefore owns a series index, the recent values its pages quote,
-and an ensemble of detectors. Its snapshot (``to_bytes``) is checkpointed to Redis
-together with the offset it corresponds to (:mod:`hotpath.checkpoint`), so a restart or
-a rebalance resumes the detectors where they were instead of warming up again.
+assigned partition therefore owns a series index, the recent values its pages quote, and one
+ensemble per detector profile: a series is routed, when first seen, to the first profile
+whose selector matches it (else the default set) and gets a row in that profile's ensemble.
+A batch is split by profile with one mask per profile, never a loop per point.
+
+Its snapshot (``to_bytes``) is checkpointed to Redis together with the offset it
+corresponds to (:mod:`hotpath.checkpoint`), so a restart or a rebalance resumes the
+detectors where they were instead of warming up again. A snapshot taken under a different
+detector configuration is refused (``CheckpointError``) and the partition starts cold.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
-from detectors.ensemble import Ensemble, EnsembleOutput
+from detectors.ensemble import Ensemble
 from detectors.errors import DetectorError
 from detectors.static_bounds import StaticBounds
 from hotpath.config import BoundConfig
+from hotpath.detector_config import Selector
 from hotpath.errors import CheckpointError
 from hotpath.series import RecentValues, SeriesIndex
 from hotpath.wire import Decoded, RawMessage, decode_batch
 
-_META_KEY = "__meta__"  # series index and recent values, as JSON bytes
+_META_KEY = "__meta__"  # series index, recent values and routing, as JSON bytes
+_FORMAT = 2
+
+
+@dataclass
+class Profile:
+    """One ensemble and the series routed to it (``rows``: local row → global row)."""
+
+    name: str
+    selector: Selector | None  # None: the default set, matches every series
+    ensemble: Ensemble
+    rows: list[int] = field(default_factory=list)
+
+    @property
+    def static(self) -> StaticBounds | None:
+        return next((d for d in self.ensemble.detectors if isinstance(d, StaticBounds)), None)
+
+
+class PartitionOutput(NamedTuple):
+    """Per point of a batch (decoded order): the fused result across profiles."""
+
+    confidence: npt.NDArray[np.float64]
+    alert: npt.NDArray[np.bool_]
+    baseline: npt.NDArray[np.float64]
+    deviation: npt.NDArray[np.float64]
+    agreed: list[tuple[str, ...] | None]  # filled for alert points only (None elsewhere)
 
 
 class Detected(NamedTuple):
     decoded: Decoded
-    output: EnsembleOutput | None  # None when the batch held no valid point
+    output: PartitionOutput | None  # None when the batch held no valid point
 
 
 class PartitionState:
-    def __init__(self, ensemble: Ensemble, bounds: tuple[BoundConfig, ...] = ()) -> None:
+    def __init__(self, profiles: Sequence[Profile], bounds: tuple[BoundConfig, ...] = (),
+                 fingerprint: str = "") -> None:
+        if not profiles or profiles[-1].selector is not None:
+            raise ValueError("the last profile must be the default one (selector None)")
         self.index = SeriesIndex()
         self.recent = RecentValues()
-        self.ensemble = ensemble
+        self.profiles = list(profiles)
+        self.fingerprint = fingerprint
         self._bounds = bounds
-        self._static = next(
-            (d for d in ensemble.detectors if isinstance(d, StaticBounds)), None
-        )
+        self._profile_of = np.zeros(0, dtype=np.int16)
+        self._local = np.zeros(0, dtype=np.intp)
+
+    def _route(self, row: int) -> int:
+        service, metric, labels = self.index.meta(row)
+        for i, p in enumerate(self.profiles):
+            if p.selector is None or p.selector.matches(service, metric, labels):
+                return i
+        raise AssertionError("unreachable: the default profile matches every series")
 
     def grow(self, n_before: int) -> None:
-        """Size every array for the rows the index just assigned; new rows get their bounds."""
+        """Route the rows the index just assigned; size arrays; set their static bounds."""
         n = self.index.n
         if n == n_before:
             return
-        self.ensemble.resize(n)
-        if self._static is None or not self._bounds:
-            return
         # Only new rows are visited, so this Python loop runs once per series lifetime.
-        rows, lower, upper = [], [], []
-        for row in range(n_before, n):
-            service, metric, _ = self.index.meta(row)
-            for b in self._bounds:
-                if fnmatchcase(service, b.service) and fnmatchcase(metric, b.metric):
-                    rows.append(row)
-                    lower.append(np.nan if b.lower is None else b.lower)
-                    upper.append(np.nan if b.upper is None else b.upper)
-                    break
-        if rows:
-            self._static.set_bounds(
-                np.asarray(rows, dtype=np.intp),
-                np.asarray(lower, dtype=np.float64),
-                np.asarray(upper, dtype=np.float64),
-            )
+        prof = np.empty(n - n_before, dtype=np.int16)
+        local = np.empty(n - n_before, dtype=np.intp)
+        bounds: dict[int, tuple[list[int], list[float], list[float]]] = {}
+        for k, row in enumerate(range(n_before, n)):
+            i = self._route(row)
+            p = self.profiles[i]
+            prof[k], local[k] = i, len(p.rows)
+            p.rows.append(row)
+            b = self._bound_for(row)
+            if b is not None:
+                acc = bounds.setdefault(i, ([], [], []))
+                acc[0].append(int(local[k]))
+                acc[1].append(np.nan if b.lower is None else b.lower)
+                acc[2].append(np.nan if b.upper is None else b.upper)
+        self._profile_of = np.concatenate([self._profile_of, prof])
+        self._local = np.concatenate([self._local, local])
+        for i, p in enumerate(self.profiles):
+            if p.ensemble.n_series < len(p.rows):
+                p.ensemble.resize(len(p.rows))
+            static = p.static
+            if i in bounds and static is not None:
+                r, lo, hi = bounds[i]
+                static.set_bounds(np.asarray(r, dtype=np.intp), np.asarray(lo), np.asarray(hi))
+
+    def _bound_for(self, row: int) -> BoundConfig | None:
+        service, metric, _ = self.index.meta(row)
+        return next((b for b in self._bounds
+                     if fnmatchcase(service, b.service) and fnmatchcase(metric, b.metric)),
+                    None)
 
     def ingest(self, messages: Sequence[RawMessage], now: float) -> Detected:
         """Decode, index and detect one batch of this partition's messages.
@@ -79,13 +133,48 @@ class PartitionState:
         self.grow(n_before)
         if not dec.points:
             return Detected(dec, None)
-        out = self.ensemble.update(dec.rows, dec.ts, dec.values)
+        out = self._detect(dec)
         self.recent.push(dec.rows, dec.values)
         return Detected(dec, out)
 
+    def _detect(self, dec: Decoded) -> PartitionOutput:
+        n = dec.points
+        if len(self.profiles) == 1:  # the common case: no routing, no masks
+            p = self.profiles[0]
+            o = p.ensemble.update(self._local[dec.rows], dec.ts, dec.values)
+            names = p.ensemble.detector_names
+            agreed: list[tuple[str, ...] | None] = [None] * n
+            for i in np.flatnonzero(o.alert):
+                agreed[i] = tuple(nm for nm, a in zip(names, o.agreed[i], strict=True) if a)
+            return PartitionOutput(o.confidence, o.alert, o.baseline, o.deviation, agreed)
+        confidence = np.zeros(n)
+        alert = np.zeros(n, dtype=np.bool_)
+        baseline = np.full(n, np.nan)
+        deviation = np.zeros(n)
+        agreed = [None] * n
+        prof = self._profile_of[dec.rows]
+        for pi, p in enumerate(self.profiles):
+            where = np.flatnonzero(prof == pi)
+            if where.size == 0:
+                continue
+            o = p.ensemble.update(self._local[dec.rows[where]], dec.ts[where],
+                                  dec.values[where])
+            confidence[where], alert[where] = o.confidence, o.alert
+            baseline[where], deviation[where] = o.baseline, o.deviation
+            names = p.ensemble.detector_names
+            for k in np.flatnonzero(o.alert):
+                agreed[int(where[k])] = tuple(
+                    nm for nm, a in zip(names, o.agreed[k], strict=True) if a)
+        return PartitionOutput(confidence, alert, baseline, deviation, agreed)
+
     def to_bytes(self) -> bytes:
-        arrays: dict[str, np.ndarray] = dict(self.ensemble.export_state())
-        meta = {"index": self.index.export(), "recent": self.recent.export()}
+        arrays: dict[str, npt.NDArray[np.generic]] = {}
+        for p in self.profiles:
+            for k, v in p.ensemble.export_state().items():
+                arrays[f"{p.name}/{k}"] = v
+        meta = {"format": _FORMAT, "fingerprint": self.fingerprint,
+                "profiles": [[p.name, p.rows] for p in self.profiles],
+                "index": self.index.export(), "recent": self.recent.export()}
         arrays[_META_KEY] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, allow_pickle=False, **arrays)
@@ -96,12 +185,31 @@ class PartitionState:
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             meta = orjson.loads(arrays.pop(_META_KEY).tobytes())
+            if meta.get("format") != _FORMAT:
+                raise CheckpointError(f"checkpoint format {meta.get('format')!r}, "
+                                      f"expected {_FORMAT}")
+            if meta["fingerprint"] != self.fingerprint:
+                raise CheckpointError("checkpoint was taken under another detector "
+                                      "configuration")
+            names = [name for name, _ in meta["profiles"]]
+            if names != [p.name for p in self.profiles]:
+                raise CheckpointError(f"checkpoint profiles {names} differ from the config's")
             index = SeriesIndex.load(meta["index"])
             recent = RecentValues.load(meta["recent"])
-            self.ensemble.load_state(arrays)
+            for p, (_, rows) in zip(self.profiles, meta["profiles"], strict=True):
+                prefix = f"{p.name}/"
+                p.ensemble.load_state({k[len(prefix):]: v for k, v in arrays.items()
+                                       if k.startswith(prefix)})
+                p.rows = [int(r) for r in rows]
         except (ValueError, KeyError, TypeError, OSError, DetectorError) as e:
             raise CheckpointError(f"detector checkpoint unreadable: {e}") from e
         self.index, self.recent = index, recent
+        n = index.n
+        self._profile_of = np.zeros(n, dtype=np.int16)
+        self._local = np.zeros(n, dtype=np.intp)
+        for i, p in enumerate(self.profiles):
+            self._profile_of[p.rows] = i
+            self._local[p.rows] = np.arange(len(p.rows))
 
 
 StateFactory = Callable[[], PartitionState]

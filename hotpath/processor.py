@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from detectors.ensemble import EnsembleOutput
 from escalation.budget import BudgetRequest
 from escalation.decision import (
     BudgetOutcome,
@@ -36,7 +35,7 @@ from escalation.executors.base import ActionRequest
 from escalation.finding import Finding, finding_id
 from escalation.page import Page, page_from_decision
 from hotpath.metrics import Metrics
-from hotpath.partition import PartitionState
+from hotpath.partition import PartitionOutput, PartitionState
 from hotpath.wire import Decoded, RawMessage, Reject, reason_kind
 
 Clock = Callable[[], float]
@@ -74,17 +73,16 @@ class BatchResult:
     next_offsets: dict[TP, int] = field(default_factory=dict)
 
 
-def _findings(state: PartitionState, dec: Decoded, out: EnsembleOutput,
+def _findings(state: PartitionState, dec: Decoded, out: PartitionOutput,
               environment: str) -> list[Finding]:
     """Value types for the alerting points only (rare), so this loop is not per point."""
     found: list[Finding] = []
-    names = state.ensemble.detector_names
     for i in np.flatnonzero(out.alert):
         row = int(dec.rows[i])
         service, metric, labels = state.index.meta(row)
         key = state.index.key(row)
         ts = float(dec.ts[i])
-        agreed = tuple(n for n, a in zip(names, out.agreed[i], strict=True) if a)
+        agreed = out.agreed[i] or ()
         found.append(Finding(
             finding_id=finding_id(key, ts), series_key=key, service=service, metric=metric,
             labels=dict(labels), ts=ts, value=float(dec.values[i]),

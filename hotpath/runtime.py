@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import signal
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 import redis.asyncio as aioredis
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from detectors.ensemble import Ensemble, default_ensemble
+from detectors.ensemble import Ensemble
 from escalation.actions import ActionQueue, ActionRunner
 from escalation.audit import AuditLog
 from escalation.backoff import Backoff
@@ -52,7 +54,7 @@ from hotpath.consumer import ConsumeLoop, PartitionStates
 from hotpath.dlq import KafkaDlq
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
-from hotpath.partition import PartitionState
+from hotpath.partition import PartitionState, Profile
 from hotpath.processor import BatchResult, Processor
 
 log = logging.getLogger(__name__)
@@ -74,19 +76,21 @@ class Running:
 
 
 def make_ensemble(cfg: Config) -> Ensemble:
-    d = cfg.detectors
-    return default_ensemble(
-        alpha=d.ewma.alpha, warmup=d.ewma.warmup, z_threshold=d.ewma.z_threshold,
-        fire_threshold=d.ensemble.fire_threshold, clear_threshold=d.ensemble.clear_threshold,
-        realert_s=d.ensemble.realert_s,
-    )
+    """The default detector set's ensemble: what a series matching no profile runs."""
+    return cfg.detectors.default.build()
 
 
 def partition_factory(cfg: Config) -> Callable[[], PartitionState]:
     """Fresh detector state for one partition, as configured (live loop, replay, NAB)."""
+    d = cfg.detectors
+    blob = orjson.dumps(d.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    # A checkpoint is only valid for the detector configuration it was taken under.
+    fingerprint = hashlib.sha256(blob).hexdigest()[:16]
 
     def factory() -> PartitionState:
-        return PartitionState(make_ensemble(cfg), cfg.detectors.bounds)
+        profiles = [Profile(p.name, p.match, p.detectors.build()) for p in d.profiles]
+        profiles.append(Profile("default", None, d.default.build()))
+        return PartitionState(profiles, d.bounds, fingerprint)
 
     return factory
 

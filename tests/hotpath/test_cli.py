@@ -23,13 +23,13 @@ def test_config_check_prints_every_error_with_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kafka:\n  bootstrap: x\n  max_batch: -4\n"
                    "decide: {page_threshold: 3}\n"
-                   "detectors:\n  ewma:\n    warmup: 0\n")
+                   "detectors:\n  default:\n    ewma: {warmup: -1}\n")
     res = CliRunner().invoke(main, ["config", "check", str(bad)])
     assert res.exit_code == 1
     assert res.stderr.splitlines() == [
         f"{bad}: 3 problems in the config:",
         "  kafka.max_batch (line 3): Input should be greater than 0",
-        "  detectors.ewma.warmup (line 7): Input should be greater than or equal to 1",
+        "  detectors.default.ewma.warmup (line 7): Input should be greater than or equal to 0",
         "  decide.page_threshold (line 4): Input should be less than or equal to 1",
     ]
 

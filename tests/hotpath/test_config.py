@@ -13,8 +13,9 @@ kafka:
   bootstrap: "127.0.0.1:9092"
   max_batch: zero
 detectors:
-  ewma:
-    alpha: 1.5
+  default:
+    ewma:
+      alpha: 1.5
   bounds:
     - {service: checkout, metric: error_ratio}
 decide:
@@ -43,11 +44,11 @@ def test_every_error_names_its_yaml_path_and_line() -> None:
     assert exc.value.problems == [
         ("kafka.max_batch", 4,
          "Input should be a valid integer, unable to parse string as an integer"),
-        ("detectors.ewma.alpha", 7, "Input should be less than 1"),
-        ("detectors.bounds.0", 9, "a bound needs lower, upper or both"),
-        ("decide.page_threshold", 11, "Input should be less than or equal to 1"),
-        ("remediations.0.budget.limit", 15, "Input should be greater than or equal to 0"),
-        ("remediations.1.colour", 17, "Extra inputs are not permitted"),
+        ("detectors.default.ewma.alpha", 8, "Input should be less than or equal to 1"),
+        ("detectors.bounds.0", 10, "a bound needs lower, upper or both"),
+        ("decide.page_threshold", 12, "Input should be less than or equal to 1"),
+        ("remediations.0.budget.limit", 16, "Input should be greater than or equal to 0"),
+        ("remediations.1.colour", 18, "Extra inputs are not permitted"),
     ]
 
 
