@@ -17,6 +17,7 @@ and answers one call per batch::
         export_state() -> dict[str, ndarray] # plain 1-D arrays, one row per series (np.savez)
         load_state(state) -> None            # StateError naming the key when it does not fit
         example(n_series) -> Detector        # classmethod: a configured instance for tests
+        tick(now) -> TickOutput | None       # optional, see "The clock tick" below
 
 ``update`` takes points in any order. Several points of one series are applied in ts order
 (equal ts keep input order), and each point is scored against the state *before* it. The
@@ -32,6 +33,21 @@ that short generated inputs reach its interesting states (warm, bounds set).
 
 State lives in :class:`SeriesArrays`, which also implements resize, export and load, so a
 detector declares its arrays in ``state_fields`` and writes only its arithmetic.
+
+The clock tick
+--------------
+Some evidence arrives without a point: a series that stops reporting sends nothing to score.
+The runtime therefore also calls ``tick(now)`` on a clock, with ``now`` in the same time base
+as the points' ``ts``. A detector that judges the passing of time returns::
+
+    class TickOutput(NamedTuple):
+        rows: intp, the series with something to say at ``now`` (distinct, ascending)
+        score, baseline, deviation: float64 per row, meaning what they mean for a point
+
+Every other detector keeps the default, ``None``. A tick is judged against the state the
+points left, may change state (so that one silence is reported once, not at every tick) and
+that state is exported like any other; it must be deterministic and cost one vectorised pass
+over the rows, because it visits every series, not only those in a batch.
 """
 
 from __future__ import annotations
@@ -54,6 +70,15 @@ BoolArray = npt.NDArray[np.bool_]
 # A fresh table starts with room for this many series so the first few resizes of a runtime
 # that registers series one at a time do not reallocate at all.
 _MIN_CAPACITY = 64
+
+
+class TickOutput(NamedTuple):
+    """What a detector says at a clock tick: only the rows it scored, ascending."""
+
+    rows: IntArray
+    score: FloatArray
+    baseline: FloatArray
+    deviation: FloatArray
 
 
 class DetectorOutput(NamedTuple):
@@ -182,6 +207,20 @@ def as_points(
     return rows_a, ts_a, values_a
 
 
+def as_now(now: float) -> float:
+    """Check a tick's clock reading: a finite number of seconds.
+
+    >>> as_now(float("nan"))
+    Traceback (most recent call last):
+    ...
+    detectors.errors.InputError: now must be finite, got nan
+    """
+    value = float(now)
+    if not np.isfinite(value):
+        raise InputError(f"now must be finite, got {value}")
+    return value
+
+
 class Detector(abc.ABC):
     """Base of every detector: validation, wave loop and state handling live here.
 
@@ -221,6 +260,15 @@ class Detector(abc.ABC):
     def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Replace the state; raises :class:`StateError` naming the key that does not fit."""
         self._state.load(state)
+
+    def tick(self, now: float) -> TickOutput | None:
+        """Judge the passing of time at ``now``; most detectors have nothing to say.
+
+        >>> from detectors.ewma import EwmaZScore
+        >>> EwmaZScore().tick(10.0) is None
+        True
+        """
+        return None
 
     def update(
         self,
