@@ -89,6 +89,9 @@ class DetectorsConfig(_Model):
     default: DetectorSetConfig = DetectorSetConfig()
     profiles: tuple[ProfileConfig, ...] = ()
     bounds: tuple[BoundConfig, ...] = ()
+    # How often time itself is checked (absence). 5 s: a silent series is noticed within one
+    # interval of its deadline without spending the loop's time on ticks.
+    tick_interval_s: Positive = 5.0
 
     @model_validator(mode="after")
     def _unique_profiles(self) -> DetectorsConfig:

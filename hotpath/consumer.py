@@ -95,7 +95,7 @@ class ConsumeLoop:
     def __init__(self, consumer: AIOKafkaConsumer, states: PartitionStates,
                  processor: Processor, metrics: Metrics, commit_interval_s: float,
                  max_records: int, poll_timeout_ms: int,
-                 monotonic: Callable[[], float]) -> None:
+                 monotonic: Callable[[], float], tick_interval_s: float = 5.0) -> None:
         self.consumer = consumer
         self.states = states
         self.processor = processor
@@ -104,10 +104,11 @@ class ConsumeLoop:
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
         self.monotonic = monotonic
+        self.tick_interval_s = tick_interval_s
         self.on_batch: Callable[[BatchResult], Any] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        last_commit = self.monotonic()
+        last_commit = last_tick = self.monotonic()
         while not stop.is_set():
             got = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms,
                                               max_records=self.max_records)
@@ -121,6 +122,11 @@ class ConsumeLoop:
                 self.metrics.series.set(sum(st.index.n for st in self.states.states.values()))
                 if self.on_batch is not None:
                     self.on_batch(res)
+            if self.monotonic() - last_tick >= self.tick_interval_s:
+                # Time passing is an input too: a series that stopped reporting.
+                async with self.states.lock:
+                    await self.processor.tick(self.states.states)
+                last_tick = self.monotonic()
             if self.monotonic() - last_commit >= self.commit_interval_s:
                 async with self.states.lock:
                     await self.states.commit()

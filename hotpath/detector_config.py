@@ -16,19 +16,31 @@ True
 
 from __future__ import annotations
 
+import inspect
 from fnmatch import fnmatchcase
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from detectors.absence import Absence
 from detectors.base import Detector
 from detectors.ensemble import Ensemble
 from detectors.errors import DetectorError
 from detectors.ewma import EwmaZScore
+from detectors.level_shift import LevelShift
+from detectors.mad import RobustMad
+from detectors.seasonal import SeasonalBaseline
+from detectors.slo_burn import SloBurnRate
+from detectors.spike import Spike
 from detectors.static_bounds import StaticBounds
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
+
+
+def _default(cls: type[Detector], param: str) -> Any:
+    """The constructor's own default, so config and code cannot disagree about it."""
+    return inspect.signature(cls).parameters[param].default
 
 
 class _Model(BaseModel):
@@ -38,15 +50,95 @@ class _Model(BaseModel):
 class EwmaConfig(_Model):
     """EWMA z-score (``detectors.ewma.EwmaZScore``)."""
 
-    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
-    warmup: Annotated[int, Field(ge=0)] = 30
-    z_threshold: Positive = 4.0
-    min_std: Positive = 1e-6
-    rel_min_std: Annotated[float, Field(ge=0.0)] = 1e-3
-    clip_z: Positive = 3.0
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = _default(EwmaZScore, "alpha")
+    warmup: Annotated[int, Field(ge=0)] = _default(EwmaZScore, "warmup")
+    z_threshold: Positive = _default(EwmaZScore, "z_threshold")
+    min_std: Positive = _default(EwmaZScore, "min_std")
+    rel_min_std: Annotated[float, Field(ge=0.0)] = _default(EwmaZScore, "rel_min_std")
+    clip_z: Positive = _default(EwmaZScore, "clip_z")
 
     def build(self) -> Detector:
         return EwmaZScore(**self.model_dump())
+
+
+class MadConfig(_Model):
+    """Rolling median/MAD robust z (``detectors.mad.RobustMad``)."""
+
+    window: Annotated[int, Field(ge=3)] = _default(RobustMad, "window")
+    warmup: Annotated[int, Field(ge=0)] = _default(RobustMad, "warmup")
+    z_threshold: Positive = _default(RobustMad, "z_threshold")
+    min_scale: Positive = _default(RobustMad, "min_scale")
+    rel_min_scale: Annotated[float, Field(ge=0.0)] = _default(RobustMad, "rel_min_scale")
+
+    def build(self) -> Detector:
+        return RobustMad(**self.model_dump())
+
+
+class LevelShiftConfig(_Model):
+    """Two-sided CUSUM against a slow baseline (``detectors.level_shift.LevelShift``)."""
+
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = _default(LevelShift, "alpha")
+    warmup: Annotated[int, Field(ge=0)] = _default(LevelShift, "warmup")
+    k: Annotated[float, Field(ge=0.0)] = _default(LevelShift, "k")
+    h: Positive = _default(LevelShift, "h")
+    clip_z: Positive = _default(LevelShift, "clip_z")
+    min_std: Positive = _default(LevelShift, "min_std")
+    rel_min_std: Annotated[float, Field(ge=0.0)] = _default(LevelShift, "rel_min_std")
+
+    def build(self) -> Detector:
+        return LevelShift(**self.model_dump())
+
+
+class SpikeConfig(_Model):
+    """Rate of change against its own scale (``detectors.spike.Spike``)."""
+
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = _default(Spike, "alpha")
+    warmup: Annotated[int, Field(ge=0)] = _default(Spike, "warmup")
+    z_threshold: Positive = _default(Spike, "z_threshold")
+    min_scale: Positive = _default(Spike, "min_scale")
+    rel_min_scale: Annotated[float, Field(ge=0.0)] = _default(Spike, "rel_min_scale")
+    clip_z: Positive = _default(Spike, "clip_z")
+
+    def build(self) -> Detector:
+        return Spike(**self.model_dump())
+
+
+class SeasonalConfig(_Model):
+    """Daily/weekly profile baseline (``detectors.seasonal.SeasonalBaseline``)."""
+
+    period_s: Positive = _default(SeasonalBaseline, "period_s")
+    bins: Annotated[int, Field(ge=1)] = _default(SeasonalBaseline, "bins")
+    memory_periods: Positive = _default(SeasonalBaseline, "memory_periods")
+    warmup: Annotated[int, Field(ge=0)] = _default(SeasonalBaseline, "warmup")
+    z_threshold: Positive = _default(SeasonalBaseline, "z_threshold")
+    min_std: Positive = _default(SeasonalBaseline, "min_std")
+    rel_min_std: Annotated[float, Field(ge=0.0)] = _default(SeasonalBaseline, "rel_min_std")
+    clip_z: Positive = _default(SeasonalBaseline, "clip_z")
+
+    def build(self) -> Detector:
+        return SeasonalBaseline(**self.model_dump())
+
+
+class SloBurnConfig(_Model):
+    """Multi-window, multi-burn-rate SLO alerting (``detectors.slo_burn.SloBurnRate``)."""
+
+    objective: Annotated[float, Field(gt=0.0, lt=1.0)] = _default(SloBurnRate, "objective")
+    scale: Positive = _default(SloBurnRate, "scale")
+
+    def build(self) -> Detector:
+        return SloBurnRate(**self.model_dump())
+
+
+class AbsenceConfig(_Model):
+    """A series that stops reporting (``detectors.absence.Absence``), driven by clock ticks."""
+
+    k: Positive = _default(Absence, "k")
+    min_silence_s: Annotated[float, Field(ge=0.0)] = _default(Absence, "min_silence_s")
+    warmup: Annotated[int, Field(ge=1, le=255)] = _default(Absence, "warmup")
+    beta: Annotated[float, Field(gt=0.0, le=1.0)] = _default(Absence, "beta")
+
+    def build(self) -> Detector:
+        return Absence(**self.model_dump())
 
 
 class StaticConfig(_Model):
@@ -54,6 +146,10 @@ class StaticConfig(_Model):
 
     def build(self) -> Detector:
         return StaticBounds()
+
+
+DetectorConfig = (EwmaConfig | MadConfig | LevelShiftConfig | SpikeConfig | SeasonalConfig
+                  | SloBurnConfig | AbsenceConfig | StaticConfig)
 
 
 class EnsembleConfig(_Model):
@@ -76,10 +172,16 @@ class DetectorSetConfig(_Model):
     """
 
     ewma: EwmaConfig | None = EwmaConfig()
+    mad: MadConfig | None = None
+    level_shift: LevelShiftConfig | None = None
+    spike: SpikeConfig | None = None
+    seasonal: SeasonalConfig | None = None
+    slo_burn: SloBurnConfig | None = None
+    absence: AbsenceConfig | None = None
     static: StaticConfig | None = StaticConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
 
-    def detector_configs(self) -> list[EwmaConfig | StaticConfig]:
+    def detector_configs(self) -> list[DetectorConfig]:
         return [c for name in type(self).model_fields if name != "ensemble"
                 if (c := getattr(self, name)) is not None]
 

@@ -61,6 +61,16 @@ class PartitionOutput(NamedTuple):
     agreed: list[tuple[str, ...] | None]  # filled for alert points only (None elsewhere)
 
 
+class TickAlert(NamedTuple):
+    """A series some detector reported at a clock tick (no point arrived): one finding."""
+
+    row: int
+    confidence: float
+    baseline: float
+    deviation: float
+    agreed: tuple[str, ...]
+
+
 class Detected(NamedTuple):
     decoded: Decoded
     output: PartitionOutput | None  # None when the batch held no valid point
@@ -78,6 +88,9 @@ class PartitionState:
         self._bounds = bounds
         self._profile_of = np.zeros(0, dtype=np.int16)
         self._local = np.zeros(0, dtype=np.intp)
+        # Event-time watermark: the newest point ts and the clock reading when it came in.
+        self._event_max = -np.inf
+        self._seen_at = 0.0
 
     def _route(self, row: int) -> int:
         service, metric, labels = self.index.meta(row)
@@ -135,7 +148,21 @@ class PartitionState:
             return Detected(dec, None)
         out = self._detect(dec)
         self.recent.push(dec.rows, dec.values)
+        self._event_max = max(self._event_max, float(dec.ts.max()))
+        self._seen_at = now
         return Detected(dec, out)
+
+    def event_time(self, now: float) -> float | None:
+        """The partition's "now" in its points' time base, or None before any point.
+
+        A consumer catching up reads old points: measured on the wall clock every series
+        would look silent. The watermark (newest ts seen) plus the time since it arrived
+        moves with the wall clock when the partition is idle — a dead producer is still
+        noticed — and stays with the data when the consumer lags.
+        """
+        if self._event_max == -np.inf:
+            return None
+        return self._event_max + max(0.0, now - self._seen_at)
 
     def _detect(self, dec: Decoded) -> PartitionOutput:
         n = dec.points
@@ -166,6 +193,27 @@ class PartitionState:
                 agreed[int(where[k])] = tuple(
                     nm for nm, a in zip(names, o.agreed[k], strict=True) if a)
         return PartitionOutput(confidence, alert, baseline, deviation, agreed)
+
+    def tick(self, now: float) -> list[TickAlert]:
+        """What the passing of time says (absent series), as alerts on global rows.
+
+        ``now`` is the clock reading; the detectors are ticked at :meth:`event_time`.
+        """
+        alerts: list[TickAlert] = []
+        at = self.event_time(now)
+        if at is None:
+            return alerts
+        for p in self.profiles:
+            t = p.ensemble.tick(at)
+            if not t.alert.any():
+                continue
+            names = p.ensemble.detector_names
+            for k in np.flatnonzero(t.alert):
+                alerts.append(TickAlert(
+                    row=p.rows[int(t.rows[k])], confidence=float(t.confidence[k]),
+                    baseline=float(t.baseline[k]), deviation=float(t.deviation[k]),
+                    agreed=tuple(nm for nm, a in zip(names, t.agreed[k], strict=True) if a)))
+        return alerts
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, npt.NDArray[np.generic]] = {}

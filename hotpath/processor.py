@@ -35,7 +35,7 @@ from escalation.executors.base import ActionRequest
 from escalation.finding import Finding, finding_id
 from escalation.page import Page, page_from_decision
 from hotpath.metrics import Metrics
-from hotpath.partition import PartitionOutput, PartitionState
+from hotpath.partition import PartitionOutput, PartitionState, TickAlert
 from hotpath.wire import Decoded, RawMessage, Reject, reason_kind
 
 Clock = Callable[[], float]
@@ -90,6 +90,26 @@ def _findings(state: PartitionState, dec: Decoded, out: PartitionOutput,
             confidence=float(out.confidence[i]), detectors=agreed,
             recent=tuple(state.recent.last(row)),
             environment=labels.get("environment", environment),
+        ))
+    return found
+
+
+def _tick_findings(state: PartitionState, alerts: list[TickAlert], now: float,
+                   environment: str) -> list[Finding]:
+    found = []
+    for a in alerts:
+        service, metric, labels = state.index.meta(a.row)
+        key = state.index.key(a.row)
+        recent = tuple(state.recent.last(a.row))
+        # No point arrived: the finding is about the silence that began at the last point
+        # (now - silence), which a replay computes the same, so the id is stable.
+        silent_since = round(now - a.deviation * a.baseline, 3)
+        found.append(Finding(
+            finding_id=finding_id(key, silent_since), series_key=key, service=service,
+            metric=metric, labels=dict(labels), ts=silent_since,
+            value=recent[-1] if recent else float("nan"), baseline=a.baseline,
+            deviation=a.deviation, confidence=a.confidence, detectors=a.agreed,
+            recent=recent, environment=labels.get("environment", environment),
         ))
     return found
 
@@ -185,6 +205,19 @@ class Processor:
         self.metrics.findings.inc(res.findings)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return res
+
+    async def tick(self, states: dict[TP, PartitionState]) -> list[Decision]:
+        """Clock tick: findings no point triggers (a silent series), decided like any other."""
+        now = self.clock()
+        findings = [f for state in states.values()
+                    for f in _tick_findings(state, state.tick(now), state.event_time(now) or now,
+                                            self.environment)]
+        if not findings:
+            return []
+        self.metrics.findings.inc(len(findings))
+        decisions = await self._decide(findings)
+        await self._record(decisions, now)
+        return decisions
 
     async def _decide(self, findings: list[Finding]) -> list[Decision]:
         ctx = self.ctx if not self.paused() else replace(self.ctx, paused=True)

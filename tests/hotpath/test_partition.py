@@ -125,3 +125,35 @@ def test_profile_names_are_unique_and_not_default() -> None:
     assert exc.value.problems == [
         ("detectors", 2, "profile names must be unique and not 'default': a, default"),
     ]
+
+
+def test_a_silent_series_alerts_once_at_a_tick_with_a_stable_id() -> None:
+    text = CONFIG.replace("    ewma: {warmup: 10}\n",
+                          "    ewma: {warmup: 10}\n    absence: {k: 5, min_silence_s: 1}\n")
+    state = _state(text)
+    pts = [("checkout", "latency_ms", 1e9 + i, 200.0) for i in range(10)]
+    pts += [("checkout", "error_ratio", 1e9 + i, 0.01) for i in range(12)]
+    state.ingest(_msgs(pts), now=1e9 + 12)
+    assert state.tick(1e9 + 13) == []
+    # Event time is 1e9+11 (newest point) + 4 s since it arrived at 1e9+12: latency, silent
+    # since 1e9+9, has been quiet 6 intervals of 1 s, over its k=5.
+    (alert,) = state.tick(1e9 + 16)
+    assert state.index.key(alert.row) == "checkout|latency_ms|region=eu-west-1"
+    assert alert.agreed == ("absence",)
+    assert (alert.baseline, alert.deviation) == (1.0, 6.0)
+    # One silence, one alert; the ratios profile has no absence detector at all.
+    assert state.tick(1e9 + 30) == []
+
+
+def test_ticks_follow_event_time_so_a_lagging_consumer_sees_no_false_silence() -> None:
+    text = CONFIG.replace("    ewma: {warmup: 10}\n",
+                          "    ewma: {warmup: 10}\n    absence: {k: 5, min_silence_s: 1}\n")
+    state = _state(text)
+    assert state.tick(5e9) == []  # nothing seen yet: no time base
+    # Points from an hour ago, read now (the consumer is catching up).
+    state.ingest(_msgs([("checkout", "latency_ms", 1e9 + i, 200.0) for i in range(10)]),
+                 now=1e9 + 3600)
+    assert state.event_time(1e9 + 3600) == 1e9 + 9
+    assert state.tick(1e9 + 3601) == []  # an hour behind the wall clock is not a silence
+    (alert,) = state.tick(1e9 + 3600 + 6)  # but 6 s of nothing after that, on an idle partition
+    assert alert.agreed == ("absence",)
