@@ -13,6 +13,23 @@ into one alert rather than one per point:
 The alert of a series' k-th point depends on its (k-1)-th, so hysteresis runs in the same
 waves as the detectors.
 
+Two optional per-series brakes, both off by default, make one incident one finding on
+series that are noisy by nature (found on the NAB dev data, where every detection outside a
+labelled window costs and one per anomaly is the ideal):
+
+- ``holdoff_s``: after an alert, the series does not alert again for this long, even if it
+  clears and fires again in between (one incident, one page).
+- ``peak_half_life_s`` > 0: the confidence is measured against the series' own recent peak.
+  A detector score ``s`` is a surprise ``a = -log2(1 - s)`` (1 at the detector's threshold,
+  ``(z / z_threshold) ** 2`` for the z-scores); the series keeps the largest surprise it has
+  seen outside an incident, decaying by half every ``peak_half_life_s`` and never below 1,
+  and the confidence is ``1 - 0.5 ** (a / peak)``. A series that has never been surprised
+  keeps the plain maximum score; one whose ordinary life holds spikes of surprise 9 (3x the
+  threshold) fires only beyond that, and an alert then says by how much it beat the record:
+  a confidence comparable across series and detectors, which one global threshold can rank.
+  ``peak_growth`` caps how far one point raises the peak, so a single glitch cannot blind a
+  series for days.
+
 A clock tick (:meth:`Ensemble.tick`) asks every detector what the passing of time says (see
 "The clock tick" in :mod:`detectors.base`; an absent series is the case) and puts the rows
 they report through the same hysteresis, at ts ``now``: a silence reported once alerts once.
@@ -42,6 +59,8 @@ from detectors.static_bounds import StaticBounds
 from detectors.waves import plan_waves
 
 _PREFIX = "ensemble"
+# The surprise of a score of 1: float64 cannot tell 1 - s below 2**-53 from 0.
+_MAX_SURPRISE = 53.0
 
 
 class EnsembleOutput(NamedTuple):
@@ -90,6 +109,9 @@ class Ensemble:
         "active": StateField(np.bool_, False),
         "since": StateField(np.float64, np.nan),
         "last_alert": StateField(np.float64, np.nan),
+        # the peak surprise (float32: a ratio, 7 digits are plenty) and the ts it was taken at
+        "surprise_peak": StateField(np.float32, 1.0),
+        "surprise_ts": StateField(np.float64, np.nan),
     }
 
     def __init__(
@@ -98,10 +120,16 @@ class Ensemble:
         fire_threshold: float = 0.5,
         clear_threshold: float = 0.3,
         realert_s: float = 300.0,
+        holdoff_s: float = 0.0,
+        peak_half_life_s: float = 0.0,
+        peak_growth: float = 4.0,
     ) -> None:
         """``fire_threshold`` 0.5 is where a detector says "beyond its own threshold"; clearing
         at 0.3 leaves a band wide enough that noise around 0.5 does not flap; re-alerting
-        every 300 s reminds without paging every point of a long incident."""
+        every 300 s reminds without paging every point of a long incident. ``holdoff_s`` and
+        ``peak_half_life_s`` (0: off) are the brakes of the module docstring; ``peak_growth``
+        4: one point may raise the peak at most fourfold (a z twice the last record), on
+        the NAB dev data as good as no cap, yet a lone glitch fades within two half-lives."""
         if not detectors:
             raise InputError("an ensemble needs at least one detector")
         names = [d.name for d in detectors]
@@ -117,6 +145,12 @@ class Ensemble:
             )
         if not realert_s >= 0.0:
             raise InputError(f"realert_s must be >= 0, got {realert_s}")
+        if not holdoff_s >= 0.0:
+            raise InputError(f"holdoff_s must be >= 0, got {holdoff_s}")
+        if not peak_half_life_s >= 0.0:
+            raise InputError(f"peak_half_life_s must be >= 0, got {peak_half_life_s}")
+        if not peak_growth >= 1.0:
+            raise InputError(f"peak_growth must be >= 1, got {peak_growth}")
         sizes = {d.n_series for d in detectors}
         if len(sizes) > 1:
             raise InputError(f"detectors hold different numbers of series: {sorted(sizes)}")
@@ -124,6 +158,9 @@ class Ensemble:
         self.fire_threshold = fire_threshold
         self.clear_threshold = clear_threshold
         self.realert_s = realert_s
+        self.holdoff_s = holdoff_s
+        self.peak_half_life_s = peak_half_life_s
+        self.peak_growth = peak_growth
         self._state = SeriesArrays(self.state_fields)
         self._state.resize(sizes.pop())
 
@@ -211,6 +248,8 @@ class Ensemble:
         active = np.empty(len(rows_w), dtype=np.bool_)
         since = np.empty(len(rows_w), dtype=np.float64)
         for wave in in_order.slices():
+            if self.peak_half_life_s > 0.0:
+                confidence[wave] = self._against_peak(rows_w[wave], ts_w[wave], confidence[wave])
             alert[wave], active[wave], since[wave] = self._hysteresis(
                 rows_w[wave], ts_w[wave], confidence[wave]
             )
@@ -275,6 +314,30 @@ class Ensemble:
             deviation=deviations[at_top],
         )
 
+    def _against_peak(self, rows: IntArray, ts: FloatArray, score: FloatArray) -> FloatArray:
+        """One wave: the top score as confidence against the series' peak; updates the peak.
+
+        Runs before :meth:`_hysteresis` of the same wave, so ``active`` is still the state
+        before the point: the peak learns from the series' ordinary life and from the point
+        that opens an incident, not from the rest of the incident.
+        """
+        peak_all = self._state["surprise_peak"]
+        seen_all = self._state["surprise_ts"]
+        seen = seen_all[rows]
+        age = np.where(np.isnan(seen), 0.0, ts - seen)
+        peak = peak_all[rows] * np.exp2(-age / self.peak_half_life_s)
+        np.maximum(peak, 1.0, out=peak)
+        with np.errstate(divide="ignore"):
+            surprise = -np.log2(1.0 - score)
+        # a score of exactly 1 (float64 rounds 1 - 2**-53 up) is the largest surprise it holds
+        np.minimum(surprise, _MAX_SURPRISE, out=surprise)
+        confidence: FloatArray = 1.0 - np.exp2(-surprise / peak)
+        learn = ~self._state["active"][rows]
+        raised = np.maximum(peak, np.minimum(surprise, peak * self.peak_growth))
+        peak_all[rows] = np.where(learn, raised, peak)
+        seen_all[rows] = ts
+        return confidence
+
     def _hysteresis(
         self, rows: IntArray, ts: FloatArray, confidence: FloatArray
     ) -> tuple[BoolArray, BoolArray, FloatArray]:
@@ -288,6 +351,8 @@ class Ensemble:
         rising = hot & ~was_active
         realert = hot & was_active & (ts - last >= self.realert_s)
         alert = rising | realert
+        if self.holdoff_s > 0.0:
+            alert &= ~(ts - last < self.holdoff_s)  # NaN (never alerted) compares False
         active = np.where(hot, True, was_active & (confidence >= self.clear_threshold))
         since = np.where(rising, ts, np.where(active, since_all[rows], np.nan))
         active_all[rows] = active

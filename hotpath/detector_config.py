@@ -152,10 +152,19 @@ DetectorConfig = (EwmaConfig | MadConfig | LevelShiftConfig | SpikeConfig | Seas
                   | SloBurnConfig | AbsenceConfig | StaticConfig)
 
 
+def _ensemble_default(param: str) -> Any:
+    return inspect.signature(Ensemble).parameters[param].default
+
+
 class EnsembleConfig(_Model):
+    """Fusion and hysteresis (``detectors.ensemble.Ensemble``)."""
+
     fire_threshold: Probability = 0.5
     clear_threshold: Probability = 0.3
     realert_s: Positive = 300.0
+    holdoff_s: Annotated[float, Field(ge=0.0)] = _ensemble_default("holdoff_s")
+    peak_half_life_s: Annotated[float, Field(ge=0.0)] = _ensemble_default("peak_half_life_s")
+    peak_growth: Annotated[float, Field(ge=1.0)] = _ensemble_default("peak_growth")
 
     @model_validator(mode="after")
     def _ordered(self) -> EnsembleConfig:
@@ -187,9 +196,7 @@ class DetectorSetConfig(_Model):
 
     def build(self) -> Ensemble:
         e = self.ensemble
-        return Ensemble([c.build() for c in self.detector_configs()],
-                        fire_threshold=e.fire_threshold, clear_threshold=e.clear_threshold,
-                        realert_s=e.realert_s)
+        return Ensemble([c.build() for c in self.detector_configs()], **e.model_dump())
 
     @model_validator(mode="after")
     def _buildable(self) -> DetectorSetConfig:
@@ -203,16 +210,26 @@ class DetectorSetConfig(_Model):
 
 
 class Selector(_Model):
-    """Globs over service, metric and label values; an absent label never matches a glob."""
+    """Globs over service, metric and label values; an absent label never matches a glob.
 
-    service: str = "*"
-    metric: str = "*"
+    ``service`` and ``metric`` take one glob or a list of them (any may match).
+
+    >>> Selector(service=["checkout", "pay*"]).matches("payments", "rps", {})
+    True
+    """
+
+    service: str | tuple[str, ...] = "*"
+    metric: str | tuple[str, ...] = "*"
     labels: dict[str, str] = {}
 
     def matches(self, service: str, metric: str, labels: dict[str, str]) -> bool:
-        return (fnmatchcase(service, self.service) and fnmatchcase(metric, self.metric)
+        return (_any_glob(service, self.service) and _any_glob(metric, self.metric)
                 and all(k in labels and fnmatchcase(labels[k], g)
                         for k, g in self.labels.items()))
+
+
+def _any_glob(value: str, globs: str | tuple[str, ...]) -> bool:
+    return any(fnmatchcase(value, g) for g in ((globs,) if isinstance(globs, str) else globs))
 
 
 class ProfileConfig(_Model):

@@ -128,6 +128,7 @@ def test_state_is_namespaced_and_round_trips() -> None:
     state = ens.export_state()
     assert sorted(state) == [
         "ensemble.active", "ensemble.last_alert", "ensemble.since",
+        "ensemble.surprise_peak", "ensemble.surprise_ts",
         "ewma.count", "ewma.mean", "ewma.var", "static.lower", "static.upper",
     ]
     fresh = default_ensemble()
@@ -199,3 +200,43 @@ def test_resize_grows_every_part() -> None:
         ens.export_state(), 3
     )
     assert ens.detector_names == ("ewma", "static")
+
+
+def test_holdoff_keeps_a_second_firing_silent_until_it_has_passed() -> None:
+    ens = Ensemble([StaticBounds()], holdoff_s=100.0)
+    ens.resize(1)
+    ens.detectors[0].set_bounds([0], [np.nan], [10.0])  # type: ignore[attr-defined]
+    values = [20.0, 0.0, 20.0, 0.0, 20.0]  # fires, clears, fires at 50 and at 150
+    out = ens.update([0] * 5, [0.0, 10.0, 50.0, 100.0, 150.0], values)
+    assert out.alert.tolist() == [True, False, False, False, True]
+
+
+def test_peak_makes_a_series_beat_its_own_record() -> None:
+    # z = 8 (surprise (8/4)**2 = 4) sets the peak to 4; z = 9 (surprise 5.06) beats it:
+    # 1 - 0.5 ** (5.06 / 4) = 0.584, and raises it; a z of 4 (surprise 1) then scores 0.128
+    ens = Ensemble([EwmaZScore(alpha=0.001, warmup=0, clip_z=0.001, rel_min_std=0.0,
+                               min_std=1.0)], peak_half_life_s=1e9)
+    ens.resize(1)
+    out = ens.update([0] * 6, np.arange(6.0), [0.0, 8.0, 0.0, 9.0, 0.0, 4.0])
+    assert out.confidence[[1, 3, 5]].round(4).tolist() == [0.9375, 0.5841, 0.1279]
+    assert out.alert.tolist() == [False, True, False, True, False, False]
+    assert round(float(ens.export_state()["ensemble.surprise_peak"][0]), 3) == 5.062
+
+
+def test_peak_decays_by_half_every_half_life() -> None:
+    ens = Ensemble([EwmaZScore(alpha=0.001, warmup=0, clip_z=0.001, rel_min_std=0.0,
+                               min_std=1.0)], peak_half_life_s=10.0)
+    ens.resize(1)
+    out = ens.update([0] * 3, [0.0, 1.0, 11.0], [0.0, 8.0, 8.0])  # peak 4 -> 2 after 10 s
+    assert round(float(out.confidence[2]), 4) == 0.75
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"holdoff_s": -1.0}, "holdoff_s must be >= 0, got -1.0"),
+    ({"peak_half_life_s": -1.0}, "peak_half_life_s must be >= 0, got -1.0"),
+    ({"peak_growth": 0.5}, "peak_growth must be >= 1, got 0.5"),
+])
+def test_bad_brakes_are_refused(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(InputError) as err:
+        Ensemble([EwmaZScore()], **kwargs)
+    assert str(err.value) == message
