@@ -367,7 +367,7 @@ def render(doc: dict[str, Any]) -> str:
               r["python"]["updates_per_cpu_s"], r["speedup_cpu"], r["minor_faults_per_batch"],
               r["state"]["total_bytes_per_series"]] for r in run["results"]])]
     ens = doc["ensemble"]
-    lines += ["", f"python: a per-point pure-Python loop (benchmarks/pyref.py) over the first "
+    lines += ["", f"python: a per-point pure-Python loop (benchmarks/pyref/) over the first "
               f"{doc['params']['python_points']:,} timed points per size, rate extrapolated "
               f"per update; covers {ens['python_reference']} + combination + hysteresis."]
     if ens["no_python_reference"]:
