@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from fnmatch import fnmatchcase
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -47,8 +47,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class EwmaConfig(_Model):
+class _DetectorModel(_Model):
+    """Parameters of one detector class; validated by building it, so the constructor's own
+    checks (e.g. LevelShift's ``clip_z > k``) report at this detector's YAML line."""
+
+    detector: ClassVar[type[Detector]]
+
+    def build(self) -> Detector:
+        return self.detector(**self.model_dump())
+
+    @model_validator(mode="after")
+    def _buildable(self) -> Self:
+        try:
+            self.build()
+        except (DetectorError, ValueError) as e:
+            raise ValueError(str(e)) from e
+        return self
+
+
+class EwmaConfig(_DetectorModel):
     """EWMA z-score (``detectors.ewma.EwmaZScore``)."""
+
+    detector: ClassVar[type[Detector]] = EwmaZScore
 
     alpha: Annotated[float, Field(gt=0.0, le=1.0)] = _default(EwmaZScore, "alpha")
     warmup: Annotated[int, Field(ge=0)] = _default(EwmaZScore, "warmup")
@@ -57,12 +77,12 @@ class EwmaConfig(_Model):
     rel_min_std: Annotated[float, Field(ge=0.0)] = _default(EwmaZScore, "rel_min_std")
     clip_z: Positive = _default(EwmaZScore, "clip_z")
 
-    def build(self) -> Detector:
-        return EwmaZScore(**self.model_dump())
 
 
-class MadConfig(_Model):
+class MadConfig(_DetectorModel):
     """Rolling median/MAD robust z (``detectors.mad.RobustMad``)."""
+
+    detector: ClassVar[type[Detector]] = RobustMad
 
     window: Annotated[int, Field(ge=3)] = _default(RobustMad, "window")
     warmup: Annotated[int, Field(ge=0)] = _default(RobustMad, "warmup")
@@ -70,12 +90,12 @@ class MadConfig(_Model):
     min_scale: Positive = _default(RobustMad, "min_scale")
     rel_min_scale: Annotated[float, Field(ge=0.0)] = _default(RobustMad, "rel_min_scale")
 
-    def build(self) -> Detector:
-        return RobustMad(**self.model_dump())
 
 
-class LevelShiftConfig(_Model):
+class LevelShiftConfig(_DetectorModel):
     """Two-sided CUSUM against a slow baseline (``detectors.level_shift.LevelShift``)."""
+
+    detector: ClassVar[type[Detector]] = LevelShift
 
     alpha: Annotated[float, Field(gt=0.0, le=1.0)] = _default(LevelShift, "alpha")
     warmup: Annotated[int, Field(ge=0)] = _default(LevelShift, "warmup")
@@ -85,12 +105,12 @@ class LevelShiftConfig(_Model):
     min_std: Positive = _default(LevelShift, "min_std")
     rel_min_std: Annotated[float, Field(ge=0.0)] = _default(LevelShift, "rel_min_std")
 
-    def build(self) -> Detector:
-        return LevelShift(**self.model_dump())
 
 
-class SpikeConfig(_Model):
+class SpikeConfig(_DetectorModel):
     """Rate of change against its own scale (``detectors.spike.Spike``)."""
+
+    detector: ClassVar[type[Detector]] = Spike
 
     alpha: Annotated[float, Field(gt=0.0, le=1.0)] = _default(Spike, "alpha")
     warmup: Annotated[int, Field(ge=0)] = _default(Spike, "warmup")
@@ -99,12 +119,12 @@ class SpikeConfig(_Model):
     rel_min_scale: Annotated[float, Field(ge=0.0)] = _default(Spike, "rel_min_scale")
     clip_z: Positive = _default(Spike, "clip_z")
 
-    def build(self) -> Detector:
-        return Spike(**self.model_dump())
 
 
-class SeasonalConfig(_Model):
+class SeasonalConfig(_DetectorModel):
     """Daily/weekly profile baseline (``detectors.seasonal.SeasonalBaseline``)."""
+
+    detector: ClassVar[type[Detector]] = SeasonalBaseline
 
     period_s: Positive = _default(SeasonalBaseline, "period_s")
     bins: Annotated[int, Field(ge=1)] = _default(SeasonalBaseline, "bins")
@@ -115,37 +135,34 @@ class SeasonalConfig(_Model):
     rel_min_std: Annotated[float, Field(ge=0.0)] = _default(SeasonalBaseline, "rel_min_std")
     clip_z: Positive = _default(SeasonalBaseline, "clip_z")
 
-    def build(self) -> Detector:
-        return SeasonalBaseline(**self.model_dump())
 
 
-class SloBurnConfig(_Model):
+class SloBurnConfig(_DetectorModel):
     """Multi-window, multi-burn-rate SLO alerting (``detectors.slo_burn.SloBurnRate``)."""
+
+    detector: ClassVar[type[Detector]] = SloBurnRate
 
     objective: Annotated[float, Field(gt=0.0, lt=1.0)] = _default(SloBurnRate, "objective")
     scale: Positive = _default(SloBurnRate, "scale")
 
-    def build(self) -> Detector:
-        return SloBurnRate(**self.model_dump())
 
 
-class AbsenceConfig(_Model):
+class AbsenceConfig(_DetectorModel):
     """A series that stops reporting (``detectors.absence.Absence``), driven by clock ticks."""
+
+    detector: ClassVar[type[Detector]] = Absence
 
     k: Positive = _default(Absence, "k")
     min_silence_s: Annotated[float, Field(ge=0.0)] = _default(Absence, "min_silence_s")
     warmup: Annotated[int, Field(ge=1, le=255)] = _default(Absence, "warmup")
     beta: Annotated[float, Field(gt=0.0, le=1.0)] = _default(Absence, "beta")
 
-    def build(self) -> Detector:
-        return Absence(**self.model_dump())
 
 
-class StaticConfig(_Model):
+class StaticConfig(_DetectorModel):
     """Static bounds (``detectors.static_bounds.StaticBounds``); limits come from ``bounds``."""
 
-    def build(self) -> Detector:
-        return StaticBounds()
+    detector: ClassVar[type[Detector]] = StaticBounds
 
 
 DetectorConfig = (EwmaConfig | MadConfig | LevelShiftConfig | SpikeConfig | SeasonalConfig

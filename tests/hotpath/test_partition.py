@@ -157,3 +157,13 @@ def test_ticks_follow_event_time_so_a_lagging_consumer_sees_no_false_silence() -
     assert state.tick(1e9 + 3601) == []  # an hour behind the wall clock is not a silence
     (alert,) = state.tick(1e9 + 3600 + 6)  # but 6 s of nothing after that, on an idle partition
     assert alert.agreed == ("absence",)
+
+
+def test_a_detector_constructor_check_reports_at_that_detectors_line() -> None:
+    text = ("kafka: {bootstrap: x}\ndetectors:\n  default:\n"
+            "    level_shift:\n      k: 4\n      clip_z: 3\n")
+    with pytest.raises(ConfigError) as exc:
+        parse_config_text(text)
+    assert exc.value.problems == [
+        ("detectors.default.level_shift", 4, "clip_z must be > k (4.0), got 3.0"),
+    ]
