@@ -214,8 +214,9 @@ class KafkaBroker(KafkaProtocolService):
             str(self.libs_dir / "*"),
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self._cluster_id,
+            # One token with "=": a URL-safe base64 id may start with "-" (1 in 32), which
+            # argparse would take for an option ("expected one argument").
+            f"--cluster-id={self._cluster_id}",
             "-c",
             str(self.config_path),
             "--ignore-formatted",

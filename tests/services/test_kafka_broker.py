@@ -116,3 +116,13 @@ def test_server_properties_single_node_settings(tmp_path: Path) -> None:
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["num.partitions"] == "4"
     assert props["log.dirs"] == str(tmp_path)
+
+
+def test_a_cluster_id_starting_with_a_dash_formats(tmp_path: Path) -> None:
+    broker = KafkaBroker(tmp_path)
+    broker._cluster_id = "-" + broker._cluster_id[1:]  # 1 in 32 random ids look like this
+    try:
+        broker.start()
+        assert broker.running
+    finally:
+        broker.stop()
