@@ -231,6 +231,9 @@ class Detector(abc.ABC):
     name: ClassVar[str]
     state_fields: ClassVar[Mapping[str, StateField]]
     order_independent: ClassVar[bool] = False
+    # True where a score means the same on every series (a configured limit was crossed):
+    # the ensemble then takes it as it is instead of against the series' own peak surprise.
+    absolute: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._state = SeriesArrays(self.state_fields)

@@ -29,6 +29,11 @@ labelled window costs and one per anomaly is the ideal):
   a confidence comparable across series and detectors, which one global threshold can rank.
   ``peak_growth`` caps how far one point raises the peak, so a single glitch cannot blind a
   series for days.
+- ``peak_per_detector``: each detector's surprise is measured against that detector's own
+  peak, and the confidence is the highest of the results. A series whose jumps are lively
+  but whose daily shape is steady then still fires on a break of its shape, where one fused
+  peak (the largest of any detector) would have hidden it (NAB dev: +6 with a seasonal
+  member).
 
 A clock tick (:meth:`Ensemble.tick`) asks every detector what the passing of time says (see
 "The clock tick" in :mod:`detectors.base`; an absent series is the case) and puts the rows
@@ -123,13 +128,16 @@ class Ensemble:
         holdoff_s: float = 0.0,
         peak_half_life_s: float = 0.0,
         peak_growth: float = 4.0,
+        peak_per_detector: bool = False,
     ) -> None:
         """``fire_threshold`` 0.5 is where a detector says "beyond its own threshold"; clearing
         at 0.3 leaves a band wide enough that noise around 0.5 does not flap; re-alerting
         every 300 s reminds without paging every point of a long incident. ``holdoff_s`` and
         ``peak_half_life_s`` (0: off) are the brakes of the module docstring; ``peak_growth``
         4: one point may raise the peak at most fourfold (a z twice the last record), on
-        the NAB dev data as good as no cap, yet a lone glitch fades within two half-lives."""
+        the NAB dev data as good as no cap, yet a lone glitch fades within two half-lives.
+        ``peak_per_detector`` keeps one peak per detector instead of one for the fused score
+        (state ``surprise_peak_<detector>`` instead of ``surprise_peak``)."""
         if not detectors:
             raise InputError("an ensemble needs at least one detector")
         names = [d.name for d in detectors]
@@ -161,7 +169,13 @@ class Ensemble:
         self.holdoff_s = holdoff_s
         self.peak_half_life_s = peak_half_life_s
         self.peak_growth = peak_growth
-        self._state = SeriesArrays(self.state_fields)
+        self.peak_per_detector = peak_per_detector
+        self._fields = dict(self.state_fields)
+        if peak_per_detector:
+            peak = self._fields.pop("surprise_peak")
+            self._fields.update({f"surprise_peak_{d.name}": peak for d in self._detectors
+                                 if not d.absolute})
+        self._state = SeriesArrays(self._fields)
         self._state.resize(sizes.pop())
 
     @property
@@ -204,7 +218,7 @@ class Ensemble:
             if owner not in known or not field:
                 raise StateError(key, "unexpected key")
             parts[owner][field] = value
-        hysteresis = SeriesArrays(self.state_fields)
+        hysteresis = SeriesArrays(self._fields)
         _namespaced(_PREFIX, hysteresis.load, parts[_PREFIX])
         backups = [det.export_state() for det in self._detectors]
         try:
@@ -247,13 +261,26 @@ class Ensemble:
         alert = np.empty(len(rows_w), dtype=np.bool_)
         active = np.empty(len(rows_w), dtype=np.bool_)
         since = np.empty(len(rows_w), dtype=np.float64)
+        per_detector = self.peak_per_detector and self.peak_half_life_s > 0.0
+        raw = np.column_stack([o.score for o in outs]) if per_detector else None
         for wave in in_order.slices():
-            if self.peak_half_life_s > 0.0:
+            if raw is not None:
+                normalised = self._against_peaks(rows_w[wave], ts_w[wave], raw[wave])
+                top[wave] = normalised.argmax(axis=1)  # the first detector wins ties
+                confidence[wave] = normalised[np.arange(len(normalised)), top[wave]]
+            elif self.peak_half_life_s > 0.0:
                 confidence[wave] = self._against_peak(rows_w[wave], ts_w[wave], confidence[wave])
             alert[wave], active[wave], since[wave] = self._hysteresis(
                 rows_w[wave], ts_w[wave], confidence[wave]
             )
-        scores = plan.to_input_order(np.column_stack([o.score for o in outs]))
+        if raw is not None:  # the evidence is the top detector's after normalisation
+            for j, out in enumerate(outs):
+                won = top == j
+                baseline[won] = out.baseline[won]
+                deviation[won] = out.deviation[won]
+        # One (points x detectors) matrix serves both the peaks above and the output.
+        matrix = raw if raw is not None else np.column_stack([o.score for o in outs])
+        scores = plan.to_input_order(matrix)
         return EnsembleOutput(
             confidence=plan.to_input_order(confidence),
             alert=plan.to_input_order(alert),
@@ -335,6 +362,33 @@ class Ensemble:
         learn = ~self._state["active"][rows]
         raised = np.maximum(peak, np.minimum(surprise, peak * self.peak_growth))
         peak_all[rows] = np.where(learn, raised, peak)
+        seen_all[rows] = ts
+        return confidence
+
+    def _against_peaks(self, rows: IntArray, ts: FloatArray, scores: FloatArray) -> FloatArray:
+        """One wave: every detector's score against its own peak, as :meth:`_against_peak`.
+
+        ``scores`` is (points, detectors); so is the answer.
+        """
+        seen_all = self._state["surprise_ts"]
+        seen = seen_all[rows]
+        age = np.where(np.isnan(seen), 0.0, ts - seen)
+        decay = np.exp2(-age / self.peak_half_life_s)
+        learn = ~self._state["active"][rows]
+        confidence = np.empty_like(scores)
+        for j, det in enumerate(self._detectors):
+            if det.absolute:  # a crossed limit is as sure on every series: no peak, no work
+                confidence[:, j] = scores[:, j]
+                continue
+            peak_all = self._state[f"surprise_peak_{det.name}"]
+            peak = peak_all[rows] * decay
+            np.maximum(peak, 1.0, out=peak)
+            with np.errstate(divide="ignore"):
+                surprise = -np.log2(1.0 - scores[:, j])
+            np.minimum(surprise, _MAX_SURPRISE, out=surprise)
+            confidence[:, j] = 1.0 - np.exp2(-surprise / peak)
+            raised = np.maximum(peak, np.minimum(surprise, peak * self.peak_growth))
+            peak_all[rows] = np.where(learn, raised, peak)
         seen_all[rows] = ts
         return confidence
 

@@ -38,6 +38,7 @@ class StaticBounds(Detector):
         "upper": StateField(np.float64, np.nan),
     }
     order_independent: ClassVar[bool] = True
+    absolute: ClassVar[bool] = True
 
     @classmethod
     def example(cls, n_series: int) -> Self:

@@ -182,6 +182,7 @@ class EnsembleConfig(_Model):
     holdoff_s: Annotated[float, Field(ge=0.0)] = _ensemble_default("holdoff_s")
     peak_half_life_s: Annotated[float, Field(ge=0.0)] = _ensemble_default("peak_half_life_s")
     peak_growth: Annotated[float, Field(ge=1.0)] = _ensemble_default("peak_growth")
+    peak_per_detector: bool = _ensemble_default("peak_per_detector")
 
     @model_validator(mode="after")
     def _ordered(self) -> EnsembleConfig:

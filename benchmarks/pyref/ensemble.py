@@ -52,10 +52,13 @@ class PyEnsemble:
     def __init__(self, detectors: Sequence[PyDetector], *, fire_threshold: float,
                  clear_threshold: float, realert_s: float, n_series: int,
                  holdoff_s: float = 0.0, peak_half_life_s: float = 0.0,
-                 peak_growth: float = 4.0) -> None:
+                 peak_growth: float = 4.0, peak_per_detector: bool = False,
+                 absolute: Sequence[bool] = ()) -> None:
         if not detectors:
             raise ValueError("a reference ensemble needs at least one detector reference")
         self.detectors = tuple(detectors)
+        # per detector: its scores are taken as they are, not against a peak (static bounds)
+        self.absolute = tuple(absolute) or (False,) * len(self.detectors)
         self.fire_threshold = fire_threshold
         self.clear_threshold = clear_threshold
         self.realert_s = realert_s
@@ -65,7 +68,10 @@ class PyEnsemble:
         self.active = [False] * n_series
         self.since = [NAN] * n_series
         self.last_alert = [NAN] * n_series
+        self.peak_per_detector = peak_per_detector
         self.surprise_peak = f32_array([1.0] * n_series)  # float32 in the ensemble's state
+        # with peak_per_detector: one float32 table per detector, in detector order
+        self.detector_peaks = [f32_array([1.0] * n_series) for _ in self.detectors]
         self.surprise_ts = [NAN] * n_series
 
     def update(self, row: int, ts: float, value: float) -> PyPoint:
@@ -77,7 +83,15 @@ class PyEnsemble:
             if score > confidence:  # strict: the first detector wins ties
                 confidence, baseline, deviation, top = score, base, dev, j
         was_active = self.active[row]
-        if self.peak_half_life_s > 0.0:
+        if self.peak_per_detector and self.peak_half_life_s > 0.0:
+            normalised = [o[0] if self.absolute[j]
+                          else self._against_own_peak(row, ts, o[0], j, was_active)
+                          for j, o in enumerate(outs)]
+            self.surprise_ts[row] = ts
+            top = max(range(len(outs)), key=lambda j: (normalised[j], -j))
+            confidence = normalised[top]
+            _, baseline, deviation = outs[top]
+        elif self.peak_half_life_s > 0.0:
             confidence = self._against_peak(row, ts, confidence, was_active)
         last = self.last_alert[row]
         hot = confidence >= self.fire_threshold
@@ -110,6 +124,22 @@ class PyEnsemble:
         self.surprise_ts[row] = ts
         return confidence
 
+    def _against_own_peak(self, row: int, ts: float, score: float, j: int,
+                          was_active: bool) -> float:
+        """Detector ``j``'s score against its own decayed peak surprise."""
+        peaks = self.detector_peaks[j]
+        seen = self.surprise_ts[row]
+        halvings = 0.0 if math.isnan(seen) else (seen - ts) / self.peak_half_life_s
+        decay = INF if halvings > _EXP2_MAX else math.exp2(halvings)
+        peak = max(peaks[row] * decay, 1.0)
+        calm = 1.0 - score
+        surprise = _MAX_SURPRISE if calm <= 0.0 else min(-math.log2(calm), _MAX_SURPRISE)
+        confidence = 1.0 - math.exp2(-surprise / peak)
+        if not was_active:
+            peak = max(peak, min(surprise, peak * self.peak_growth))
+        peaks[row] = peak
+        return confidence
+
     def update_batch(self, rows: Sequence[int], ts: Sequence[float],
                      values: Sequence[float]) -> list[PyPoint]:
         """Every point one by one in ts order (ties in input order); answers in input order."""
@@ -131,6 +161,7 @@ def reference_ensemble(ens: Ensemble) -> tuple[PyEnsemble, tuple[str, ...]]:
     (['ewma', 'static'], ())
     """
     covered: list[PyDetector] = []
+    absolute: list[bool] = []
     missing: list[str] = []
     for det in ens.detectors:
         member = reference_for(det)
@@ -138,14 +169,21 @@ def reference_ensemble(ens: Ensemble) -> tuple[PyEnsemble, tuple[str, ...]]:
             missing.append(det.name)
         else:
             covered.append(member)
+            absolute.append(det.absolute)
     state = ens.export_state()
     ref = PyEnsemble(covered, fire_threshold=ens.fire_threshold,
                      clear_threshold=ens.clear_threshold, realert_s=ens.realert_s,
                      holdoff_s=ens.holdoff_s, peak_half_life_s=ens.peak_half_life_s,
-                     peak_growth=ens.peak_growth, n_series=0)
+                     peak_growth=ens.peak_growth, peak_per_detector=ens.peak_per_detector,
+                     absolute=absolute, n_series=0)
     ref.active = state["ensemble.active"].tolist()
     ref.since = state["ensemble.since"].tolist()
     ref.last_alert = state["ensemble.last_alert"].tolist()
-    ref.surprise_peak = f32_array(state["ensemble.surprise_peak"].tolist())
+    if ens.peak_per_detector:
+        ref.detector_peaks = [
+            f32_array(state[f"ensemble.surprise_peak_{det.name}"].tolist()) if not det.absolute
+            else f32_array([]) for det in ens.detectors if reference_for(det) is not None]
+    else:
+        ref.surprise_peak = f32_array(state["ensemble.surprise_peak"].tolist())
     ref.surprise_ts = state["ensemble.surprise_ts"].tolist()
     return ref, tuple(missing)

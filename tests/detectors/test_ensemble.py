@@ -231,12 +231,91 @@ def test_peak_decays_by_half_every_half_life() -> None:
     assert round(float(out.confidence[2]), 4) == 0.75
 
 
+class LowBand(Detector):
+    """Scores values in [lo, lo + 1] as ``value - lo`` and others 0: a detector that sees
+    only its own band, so two of them on one series fire independently."""
+
+    name: ClassVar[str] = "low"
+    lo: ClassVar[float] = 0.0
+    state_fields: ClassVar[dict[str, StateField]] = {"seen": StateField(np.int64, 0)}
+
+    @classmethod
+    def example(cls, n_series: int) -> Self:
+        det = cls()
+        det.resize(n_series)
+        return det
+
+    def _update_wave(self, rows: Any, ts: Any, values: Any) -> DetectorOutput:
+        self._state["seen"][rows] += 1
+        inside = (values >= self.lo) & (values <= self.lo + 1.0)
+        score = np.where(inside, values - self.lo, 0.0)
+        return DetectorOutput(score, np.full(len(values), self.lo), values)
+
+
+class HighBand(LowBand):
+    name: ClassVar[str] = "high"
+    lo: ClassVar[float] = 2.0
+
+
+@pytest.mark.parametrize(("per_detector", "confidence", "alert", "top"), [
+    # one fused peak: the low band's surprise 4 mutes the high band's 1.32: 1 - 0.5 ** (1.32 / 4)
+    (False, 0.2047, False, 1),
+    # one peak each: the high band has never fired, its 0.6 stands as it is
+    (True, 0.6, True, 1),
+])
+def test_peak_per_detector_keeps_one_lively_detector_from_muting_another(
+    per_detector: bool, confidence: float, alert: bool, top: int
+) -> None:
+    ens = Ensemble([LowBand(), HighBand()], peak_half_life_s=1e9,
+                   peak_per_detector=per_detector)
+    ens.resize(1)
+    out = ens.update([0] * 3, [0.0, 1.0, 2.0], [0.9375, 0.0, 2.6])
+    assert out.alert.tolist() == [True, False, alert]
+    assert round(float(out.confidence[2]), 4) == confidence
+    assert int(out.top[2]) == top
+    assert float(out.baseline[2]) == 2.0  # the evidence is the high band's
+    state = ens.export_state()
+    if per_detector:
+        peaks = (state["ensemble.surprise_peak_low"][0], state["ensemble.surprise_peak_high"][0])
+        assert [round(float(p), 3) for p in peaks] == [4.0, 1.322]  # -log2(0.4)
+        assert "ensemble.surprise_peak" not in state
+    else:
+        assert round(float(state["ensemble.surprise_peak"][0]), 3) == 4.0
+
+
+def test_peak_per_detector_state_round_trips() -> None:
+    ens = Ensemble([LowBand(), HighBand()], peak_half_life_s=10.0, peak_per_detector=True)
+    ens.resize(2)
+    ens.update([0, 1], [0.0, 0.0], [0.9, 2.9])
+    other = Ensemble([LowBand(), HighBand()], peak_half_life_s=10.0, peak_per_detector=True)
+    other.load_state(ens.export_state())
+    a = ens.update([0, 1], [5.0, 5.0], [0.95, 2.95])
+    b = other.update([0, 1], [5.0, 5.0], [0.95, 2.95])
+    assert a.confidence.tolist() == b.confidence.tolist()
+    with pytest.raises(StateError) as err:
+        Ensemble([LowBand(), HighBand()], peak_half_life_s=10.0).load_state(ens.export_state())
+    assert str(err.value.key) == "ensemble.surprise_peak"
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"holdoff_s": -1.0}, "holdoff_s must be >= 0, got -1.0"),
     ({"peak_half_life_s": -1.0}, "peak_half_life_s must be >= 0, got -1.0"),
     ({"peak_growth": 0.5}, "peak_growth must be >= 1, got 0.5"),
 ])
-def test_bad_brakes_are_refused(kwargs: dict[str, float], message: str) -> None:
+def test_bad_brakes_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError) as err:
         Ensemble([EwmaZScore()], **kwargs)
     assert str(err.value) == message
+
+
+def test_absolute_scores_skip_the_peak_a_crossed_limit_stays_certain() -> None:
+    static = StaticBounds()
+    ens = Ensemble([EwmaZScore(warmup=3), static], peak_half_life_s=3600.0,
+                   peak_per_detector=True)
+    ens.resize(1)
+    static.set_bounds(np.array([0]), np.array([np.nan]), np.array([10.0]))
+    assert "ensemble.surprise_peak_static" not in ens.export_state()
+    # Five breaches in a row: an EWMA-style peak would learn them; the limit does not.
+    out = ens.update(np.zeros(5, np.intp), np.arange(5.0), np.full(5, 50.0))
+    assert out.scores[:, 1].tolist() == [1.0] * 5
+    assert out.confidence.tolist() == [1.0] * 5

@@ -369,7 +369,7 @@ def test_reference_taken_from_a_warm_ensemble_continues_identically() -> None:
                        reference_points(ref, batches[20:]))
 
 
-def every_detector(**brakes: float) -> Ensemble:
+def every_detector(**brakes: Any) -> Ensemble:
     """One of each detector, in their contract-test configurations, seasonal over 40 s."""
     members: list[Detector] = [cls.example(N_SERIES) for cls in
                                (EwmaZScore, RobustMad, LevelShift, Spike, SloBurnRate, Absence)]
@@ -389,8 +389,17 @@ def check_warm_ensemble(ens: Ensemble, batches: list[Batch]) -> EnsembleOutput:
     assert_same_points(vec, reference_points(ref, batches[cut:]))
     state = ens.export_state()
     for key in ("active", "since", "last_alert", "surprise_peak", "surprise_ts"):
+        if key == "surprise_peak" and ens.peak_per_detector:
+            continue
         np.testing.assert_allclose(list(getattr(ref, key)), state[f"ensemble.{key}"],
                                    rtol=1e-12, equal_nan=True, err_msg=key)
+    if ens.peak_per_detector:
+        for det, peaks in zip(ens.detectors, ref.detector_peaks, strict=True):
+            if det.absolute:  # static bounds: taken as they are, no peak kept
+                assert f"ensemble.surprise_peak_{det.name}" not in state
+                continue
+            np.testing.assert_allclose(list(peaks), state[f"ensemble.surprise_peak_{det.name}"],
+                                       rtol=1e-12, err_msg=det.name)
     return vec
 
 
@@ -418,6 +427,23 @@ def test_ensemble_brakes_match_holdoff_and_peak_surprise(seed: int) -> None:
     assert int(vec.alert.sum()) < int(base.alert.sum())  # the brakes held some back
     assert bool((vec.confidence < base.confidence).any())  # measured against a raised peak
     assert float(ens.export_state()["ensemble.surprise_peak"].max()) > 4.0
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_ensemble_peak_per_detector_matches(seed: int) -> None:
+    ens = every_detector(holdoff_s=60.0, peak_half_life_s=50.0, peak_growth=8.0,
+                         peak_per_detector=True)
+    fused = every_detector(holdoff_s=60.0, peak_half_life_s=50.0, peak_growth=8.0)
+    batches = varied_batches(seed, n_batches=45)
+    vec = check_warm_ensemble(ens, batches)
+    vectorised_points(fused, batches[:len(batches) // 3])
+    one = vectorised_points(fused, batches[len(batches) // 3:])
+
+    assert int(vec.alert.sum()) > 5
+    assert not np.array_equal(vec.confidence, one.confidence)  # the peaks differ
+    state = ens.export_state()
+    assert sum(float(state[f"ensemble.surprise_peak_{d.name}"].max()) > 4.0
+               for d in ens.detectors if not d.absolute) >= 2  # more than one raised its own
 
 
 def test_the_configured_ensemble_matches() -> None:
