@@ -247,40 +247,36 @@ class Ensemble:
         ts_w = plan.to_wave_order(ts_a)
         values_w = plan.to_wave_order(values_a)
         in_order = plan if plan.in_wave_order else plan.reordered()
-        outs = [det.update(rows_w, ts_w, values_w, in_order) for det in self._detectors]
-        confidence = outs[0].score.copy()
-        top = np.zeros(len(rows_w), dtype=np.intp)
-        baseline = outs[0].baseline.copy()
-        deviation = outs[0].deviation.copy()
-        for j, out in enumerate(outs[1:], start=1):
-            better = out.score > confidence  # strict: the first detector wins ties
-            confidence[better] = out.score[better]
-            top[better] = j
-            baseline[better] = out.baseline[better]
-            deviation[better] = out.deviation[better]
-        alert = np.empty(len(rows_w), dtype=np.bool_)
-        active = np.empty(len(rows_w), dtype=np.bool_)
-        since = np.empty(len(rows_w), dtype=np.float64)
+        # The ensemble checked the batch against its own row count, which every member shares.
+        outs = [det.update_checked(rows_w, ts_w, values_w, in_order) for det in self._detectors]
+        n = len(rows_w)
+        alert = np.empty(n, dtype=np.bool_)
+        active = np.empty(n, dtype=np.bool_)
+        since = np.empty(n, dtype=np.float64)
         per_detector = self.peak_per_detector and self.peak_half_life_s > 0.0
-        raw = np.column_stack([o.score for o in outs]) if per_detector else None
+        if per_detector:
+            # the top detector and its confidence are chosen after normalisation, per wave
+            confidence = np.empty(n, dtype=np.float64)
+            top = np.empty(n, dtype=np.intp)
+        else:
+            confidence, top = _fuse([o.score for o in outs], strict_first=True)
+        active_all = self._state["active"]
         for wave in in_order.slices():
-            if raw is not None:
-                normalised = self._against_peaks(rows_w[wave], ts_w[wave], raw[wave])
-                top[wave] = normalised.argmax(axis=1)  # the first detector wins ties
-                confidence[wave] = normalised[np.arange(len(normalised)), top[wave]]
+            rows, ts = rows_w[wave], ts_w[wave]
+            was_active = active_all[rows]
+            if per_detector:
+                confidence[wave], top[wave] = self._against_peaks(
+                    rows, ts, [o.score[wave] for o in outs], was_active
+                )
             elif self.peak_half_life_s > 0.0:
-                confidence[wave] = self._against_peak(rows_w[wave], ts_w[wave], confidence[wave])
+                confidence[wave] = self._against_peak(rows, ts, confidence[wave], was_active)
             alert[wave], active[wave], since[wave] = self._hysteresis(
-                rows_w[wave], ts_w[wave], confidence[wave]
+                rows, ts, confidence[wave], was_active
             )
-        if raw is not None:  # the evidence is the top detector's after normalisation
-            for j, out in enumerate(outs):
-                won = top == j
-                baseline[won] = out.baseline[won]
-                deviation[won] = out.deviation[won]
-        # One (points x detectors) matrix serves both the peaks above and the output.
-        matrix = raw if raw is not None else np.column_stack([o.score for o in outs])
-        scores = plan.to_input_order(matrix)
+        # the evidence is the top detector's (after normalisation where there is one)
+        baseline, deviation = _pick(top, [o.baseline for o in outs], [o.deviation for o in outs])
+        raw = np.column_stack([o.score for o in outs])
+        scores = plan.to_input_order(raw)
         return EnsembleOutput(
             confidence=plan.to_input_order(confidence),
             alert=plan.to_input_order(alert),
@@ -327,7 +323,9 @@ class Ensemble:
         top = scores.argmax(axis=1) if len(rows) else np.empty(0, dtype=np.intp)
         at_top = (np.arange(len(rows)), top)
         confidence = scores[at_top]
-        alert, active, since = self._hysteresis(rows, np.full(len(rows), at), confidence)
+        alert, active, since = self._hysteresis(
+            rows, np.full(len(rows), at), confidence, self._state["active"][rows]
+        )
         return EnsembleTick(
             rows=rows,
             confidence=confidence,
@@ -341,7 +339,9 @@ class Ensemble:
             deviation=deviations[at_top],
         )
 
-    def _against_peak(self, rows: IntArray, ts: FloatArray, score: FloatArray) -> FloatArray:
+    def _against_peak(
+        self, rows: IntArray, ts: FloatArray, score: FloatArray, was_active: BoolArray
+    ) -> FloatArray:
         """One wave: the top score as confidence against the series' peak; updates the peak.
 
         Runs before :meth:`_hysteresis` of the same wave, so ``active`` is still the state
@@ -359,60 +359,124 @@ class Ensemble:
         # a score of exactly 1 (float64 rounds 1 - 2**-53 up) is the largest surprise it holds
         np.minimum(surprise, _MAX_SURPRISE, out=surprise)
         confidence: FloatArray = 1.0 - np.exp2(-surprise / peak)
-        learn = ~self._state["active"][rows]
         raised = np.maximum(peak, np.minimum(surprise, peak * self.peak_growth))
-        peak_all[rows] = np.where(learn, raised, peak)
+        peak_all[rows] = np.where(was_active, peak, raised)
         seen_all[rows] = ts
         return confidence
 
-    def _against_peaks(self, rows: IntArray, ts: FloatArray, scores: FloatArray) -> FloatArray:
+    def _against_peaks(
+        self, rows: IntArray, ts: FloatArray, scores: Sequence[FloatArray], was_active: BoolArray
+    ) -> tuple[FloatArray, IntArray]:
         """One wave: every detector's score against its own peak, as :meth:`_against_peak`.
 
-        ``scores`` is (points, detectors); so is the answer.
+        ``scores`` holds one column per detector; the answer is the highest normalised score
+        per point and its detector (the first on ties, as ``argmax``: NaN counts as highest).
         """
         seen_all = self._state["surprise_ts"]
         seen = seen_all[rows]
         age = np.where(np.isnan(seen), 0.0, ts - seen)
         decay = np.exp2(-age / self.peak_half_life_s)
-        learn = ~self._state["active"][rows]
-        confidence = np.empty_like(scores)
-        for j, det in enumerate(self._detectors):
+        columns = []
+        for det, score in zip(self._detectors, scores, strict=True):
             if det.absolute:  # a crossed limit is as sure on every series: no peak, no work
-                confidence[:, j] = scores[:, j]
+                columns.append(score)
                 continue
-            peak_all = self._state[f"surprise_peak_{det.name}"]
-            peak = peak_all[rows] * decay
+            peak = self._state[f"surprise_peak_{det.name}"][rows] * decay
             np.maximum(peak, 1.0, out=peak)
+            # in place, the same operations as in _against_peak: -log2(1 - s), 1 - 2**(-a/p)
+            surprise = np.subtract(1.0, score)
             with np.errstate(divide="ignore"):
-                surprise = -np.log2(1.0 - scores[:, j])
+                np.log2(surprise, out=surprise)
+            np.negative(surprise, out=surprise)
             np.minimum(surprise, _MAX_SURPRISE, out=surprise)
-            confidence[:, j] = 1.0 - np.exp2(-surprise / peak)
-            raised = np.maximum(peak, np.minimum(surprise, peak * self.peak_growth))
-            peak_all[rows] = np.where(learn, raised, peak)
+            confidence = np.divide(surprise, peak)
+            np.negative(confidence, out=confidence)
+            np.exp2(confidence, out=confidence)
+            np.subtract(1.0, confidence, out=confidence)
+            columns.append(confidence)
+            raised = np.multiply(peak, self.peak_growth)
+            np.minimum(surprise, raised, out=raised)
+            np.maximum(peak, raised, out=raised)
+            self._state.put(f"surprise_peak_{det.name}", rows, np.where(was_active, peak, raised))
         seen_all[rows] = ts
-        return confidence
+        return _fuse(columns, strict_first=False)
 
     def _hysteresis(
-        self, rows: IntArray, ts: FloatArray, confidence: FloatArray
+        self, rows: IntArray, ts: FloatArray, confidence: FloatArray, was_active: BoolArray
     ) -> tuple[BoolArray, BoolArray, FloatArray]:
-        """One wave (distinct rows): alert flags, then the new active/since per point."""
+        """One wave (distinct rows, ``was_active`` their state): alerts, new active/since."""
         active_all = self._state["active"]
         since_all = self._state["since"]
         last_all = self._state["last_alert"]
-        was_active = active_all[rows]
         last = last_all[rows]
         hot = confidence >= self.fire_threshold
         rising = hot & ~was_active
-        realert = hot & was_active & (ts - last >= self.realert_s)
+        waited = ts - last
+        realert = hot & was_active & (waited >= self.realert_s)
         alert = rising | realert
         if self.holdoff_s > 0.0:
-            alert &= ~(ts - last < self.holdoff_s)  # NaN (never alerted) compares False
-        active = np.where(hot, True, was_active & (confidence >= self.clear_threshold))
+            alert &= ~(waited < self.holdoff_s)  # NaN (never alerted) compares False
+        active = hot | (was_active & (confidence >= self.clear_threshold))
         since = np.where(rising, ts, np.where(active, since_all[rows], np.nan))
         active_all[rows] = active
         since_all[rows] = since
         last_all[rows] = np.where(alert, ts, last)
         return alert, active, since
+
+
+def _fuse(columns: Sequence[FloatArray], strict_first: bool) -> tuple[FloatArray, IntArray]:
+    """The highest of several score columns per point, and the first column that holds it.
+
+    NaN is where the two callers differ: ``strict_first`` keeps the first column unless a
+    later one is strictly higher (a NaN never wins but a NaN first column stays), otherwise
+    NaN counts as the highest, as in ``argmax``. Without NaN both are the plain maximum, found
+    branch-free: a boolean mask per column costs a mispredicted branch per point.
+
+    >>> best, top = _fuse([np.array([0.1, 0.5, 0.2]), np.array([0.3, 0.5, 0.0])], True)
+    >>> best.tolist(), top.tolist()
+    ([0.3, 0.5, 0.2], [1, 0, 0])
+    >>> nan = np.array([np.nan, 0.4])
+    >>> [_fuse([np.array([0.2, 0.1]), nan], s)[1].tolist() for s in (True, False)]
+    [[0, 1], [1, 1]]
+    """
+    if any(np.isnan(c).any() for c in columns):
+        matrix = np.column_stack(columns)
+        if not strict_first:
+            top = matrix.argmax(axis=1)
+            return matrix[np.arange(len(matrix)), top], top
+        best = matrix[:, 0].copy()
+        top = np.zeros(len(matrix), dtype=np.intp)
+        for j in range(1, matrix.shape[1]):
+            better = matrix[:, j] > best
+            best[better] = matrix[:, j][better]
+            top[better] = j
+        return best, top
+    # Scores are >= +0.0 (never -0.0), so the maximum is bit for bit the first top column's.
+    best = columns[0].copy()
+    for c in columns[1:]:
+        np.maximum(best, c, out=best)
+    # the first column holding the maximum: how many columns before it fall short
+    short = columns[0] != best
+    top = short.astype(np.intp)
+    for c in columns[1:-1]:
+        short &= c != best
+        top += short
+    return best, top
+
+
+def _pick(
+    top: IntArray, *per_detector: Sequence[FloatArray]
+) -> tuple[FloatArray, ...]:
+    """For each set of per-detector columns, the value of the ``top`` column at every point.
+
+    One gather from the stacked columns instead of a masked copy per detector.
+
+    >>> _pick(np.array([1, 0]), [np.array([1.0, 2.0]), np.array([3.0, 4.0])])
+    (array([3., 2.]),)
+    """
+    flat = top * len(top)
+    flat += np.arange(len(top))
+    return tuple(np.stack(columns).take(flat) for columns in per_detector)
 
 
 def _union(parts: Sequence[IntArray]) -> IntArray:

@@ -17,7 +17,14 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from detectors.base import Detector, DetectorOutput, FloatArray, IntArray, StateField
+from detectors.base import (
+    BoolArray,
+    Detector,
+    DetectorOutput,
+    FloatArray,
+    IntArray,
+    StateField,
+)
 from detectors.errors import InputError
 from detectors.ewma import z_to_score
 
@@ -116,10 +123,10 @@ class LevelShift(Detector):
     def _update_wave(self, rows: IntArray, ts: FloatArray, values: FloatArray) -> DetectorOutput:
         st = self._state
         mean, var, count = st["mean"][rows], st["var"][rows], st["count"][rows]
-        up, down = st["up"][rows].astype(np.float64), st["down"][rows].astype(np.float64)
+        # the float32 sums stay float32 here: mixed with float64 they are widened exactly
+        up, down = st["up"][rows], st["down"][rows]
         up_n, down_n = st["up_n"][rows], st["down_n"][rows]
-        up_sum = st["up_sum"][rows].astype(np.float64)
-        down_sum = st["down_sum"][rows].astype(np.float64)
+        up_sum, down_sum = st["up_sum"][rows], st["down_sum"][rows]
         cold = count == 0
         warm = count >= max(self.warmup, 1)
         floor = np.abs(mean)
@@ -134,41 +141,52 @@ class LevelShift(Detector):
         clipped = np.clip(r, -self.clip_z, self.clip_z)
         # Each side runs while its sum stays above 0; a run's length and raw residual sum give
         # the shift estimate (the clipped sum would understate a large shift).
-        up = np.maximum(up + clipped - self.k, 0.0)
-        down = np.maximum(down - clipped - self.k, 0.0)
+        up = up + clipped
+        up -= self.k
+        np.maximum(up, 0.0, out=up)
+        down = down - clipped
+        down -= self.k
+        np.maximum(down, 0.0, out=down)
         up_on, down_on = up > 0.0, down > 0.0
-        up_n = np.where(up_on, up_n + 1, 0).astype(np.int32)
-        down_n = np.where(down_on, down_n + 1, 0).astype(np.int32)
-        up_sum = np.where(up_on, up_sum + r, 0.0)
-        down_sum = np.where(down_on, down_sum + r, 0.0)
+        # The sides switch on and off at random, so the selections below are arithmetic and
+        # bit masks: np.where would mispredict a branch on every other point.
+        up_n = up_n + np.int32(1)
+        up_n *= up_on
+        down_n = down_n + np.int32(1)
+        down_n *= down_on
+        up_sum = _zero_unless(up_sum + r, up_on)
+        down_sum = _zero_unless(down_sum + r, down_on)
         stat = np.maximum(up, down)
-        lead_up = up >= down
-        shift = np.where(
-            lead_up,
-            up_sum / np.maximum(up_n, 1),
-            down_sum / np.maximum(down_n, 1),
-        )
+        shift = _select(up >= down, up_sum / np.maximum(up_n, 1), down_sum / np.maximum(down_n, 1))
         fired = warm & (stat >= self.h)
+        any_fired = bool(fired.any())
         # The clipped sum crosses h with at most clip_z - k to spare, which would cap the
         # score near 0.66 whatever the shift. Once fired, a shift larger than the 2k the
         # CUSUM is tuned to counts as that much more evidence, so a 10-std step scores ~1.
-        evidence = stat.copy()
-        evidence[fired] = np.maximum(
-            stat[fired], self.h * np.abs(shift[fired]) / self._tuned_shift
-        )
+        evidence = stat  # not needed afterwards: raised in place
+        if any_fired:
+            evidence[fired] = np.maximum(
+                stat[fired], self.h * np.abs(shift[fired]) / self._tuned_shift
+            )
         score = z_to_score(evidence, self.h)
         score[~warm] = 0.0
-        baseline = mean.copy()
-        baseline[cold] = np.nan
+        baseline = np.where(cold, np.nan, mean)
         # The baseline update, winsorised once warm as in the EWMA z-score so a shift in
         # progress widens the spread only a little before the CUSUM has had its say.
         reach = std * self.clip_z
         diff = np.where(warm, np.clip(dev, -reach, reach), dev)
-        weight = np.maximum(1.0 / (count + 1.0), self.alpha)
+        weight = count + 1.0
+        np.divide(1.0, weight, out=weight)
+        np.maximum(weight, self.alpha, out=weight)
         step = weight * diff
-        new_mean = mean + step
-        new_var = (1.0 - weight) * (var + diff * step)
-        if fired.any():
+        # (1 - weight) * (var + diff * step), in place
+        new_var = diff * step
+        new_var += var
+        np.subtract(1.0, weight, out=weight)
+        new_var *= weight
+        new_mean = step
+        new_mean += mean
+        if any_fired:
             # Re-base on the new level (old mean plus the run's mean residual) and keep the
             # spread from before the run, then restart both sums: one shift, one detection.
             new_mean[fired] = mean[fired] + shift[fired] * std[fired]
@@ -177,13 +195,42 @@ class LevelShift(Detector):
                 arr[fired] = 0.0
             up_n[fired] = 0
             down_n[fired] = 0
+        count += 1
         st["mean"][rows] = new_mean
         st["var"][rows] = new_var
-        st["count"][rows] = count + 1
-        st["up"][rows] = up
-        st["down"][rows] = down
+        st["count"][rows] = count
+        st.put("up", rows, up)
+        st.put("down", rows, down)
         st["up_n"][rows] = up_n
         st["down_n"][rows] = down_n
-        st["up_sum"][rows] = up_sum
-        st["down_sum"][rows] = down_sum
+        st.put("up_sum", rows, up_sum)
+        st.put("down_sum", rows, down_sum)
         return DetectorOutput(score, baseline, shift)
+
+
+def _zero_unless(x: FloatArray, keep: BoolArray) -> FloatArray:
+    """``np.where(keep, x, 0.0)`` in place on ``x``: AND with all-ones or all-zeros bits.
+
+    >>> _zero_unless(np.array([-1.5, np.inf, 2.0]), np.array([True, False, True])).tolist()
+    [-1.5, 0.0, 2.0]
+    """
+    mask = keep.astype(np.int64)
+    np.negative(mask, out=mask)
+    bits = x.view(np.int64)
+    np.bitwise_and(bits, mask, out=bits)
+    return x
+
+
+def _select(pick_a: BoolArray, a: FloatArray, b: FloatArray) -> FloatArray:
+    """``np.where(pick_a, a, b)`` in place on ``a``, by bits: ``((a ^ b) & mask) ^ b``.
+
+    >>> _select(np.array([True, False]), np.array([1.0, np.nan]), np.array([-0.0, 4.0])).tolist()
+    [1.0, 4.0]
+    """
+    mask = pick_a.astype(np.int64)
+    np.negative(mask, out=mask)
+    bits, other = a.view(np.int64), b.view(np.int64)
+    np.bitwise_xor(bits, other, out=bits)
+    np.bitwise_and(bits, mask, out=bits)
+    np.bitwise_xor(bits, other, out=bits)
+    return a

@@ -151,10 +151,20 @@ class SeasonalBaseline(Detector):
         # a phase a hair below the period can round up to ``bins``
         return np.minimum(slot, self.bins - 1)
 
-    def _groups(self, slot: IntArray) -> list[tuple[int, slice | IntArray]]:
+    def _groups(self, ts: FloatArray) -> list[tuple[int, slice | IntArray]]:
         """Points by slot. Points of one instant share a slot, so usually there is one."""
-        if len(slot) == 0 or (slot == slot[0]).all():
-            return [(int(slot[0]), slice(None))] if len(slot) else []
+        if len(ts) == 0:
+            return []
+        # A wave spans seconds, a slot half an hour: when both ends share a slot and no
+        # period starts between them (the phase only grows), every point does, and the
+        # per-point slots need not be computed. Phase and slot are monotone within a period.
+        lo, hi = float(ts.min()), float(ts.max())
+        ends = np.array([lo, hi])
+        phase = np.mod(ends, self.period_s)
+        first, last = self.slot_of(ends).tolist()
+        if first == last and hi - lo < self.period_s and phase[1] >= phase[0]:
+            return [(first, slice(None))]
+        slot = self.slot_of(ts)
         order = np.argsort(slot, kind="stable")
         ordered = slot[order]
         cuts = [0, *(np.flatnonzero(np.diff(ordered)) + 1).tolist(), len(slot)]
@@ -162,7 +172,7 @@ class SeasonalBaseline(Detector):
 
     def _update_wave(self, rows: IntArray, ts: FloatArray, values: FloatArray) -> DetectorOutput:
         state = self._state
-        groups = self._groups(self.slot_of(ts))
+        groups = self._groups(ts)
         n = len(rows)
         mean = np.empty(n, dtype=np.float64)
         var = np.empty(n, dtype=np.float64)
@@ -176,7 +186,9 @@ class SeasonalBaseline(Detector):
         last = last_all[rows]
         # The time a point stands for: since the series' previous point, never more than one
         # slot (after an outage a point is still one visit) and 0 for a series' first point.
-        gap = np.fmin(np.fmax(ts - last, 0.0), self._width)
+        gap = ts - last
+        np.fmax(gap, 0.0, out=gap)
+        np.fmin(gap, self._width, out=gap)
         cold = count == 0
         not_warm = count < max(self.warmup, 1)
         floor = np.abs(mean)
@@ -192,21 +204,37 @@ class SeasonalBaseline(Detector):
         score[not_warm] = 0.0
         baseline = np.where(cold, np.nan, mean)
         # Winsorised once warm, as in EWMA: one glitch must not widen a slot for a week.
-        reach = std * self.clip_z
-        diff = np.minimum(np.maximum(dev, -reach), reach)
+        reach = std
+        reach *= self.clip_z
+        diff = np.negative(reach)
+        np.maximum(dev, diff, out=diff)
+        np.minimum(diff, reach, out=diff)
         diff[not_warm] = dev[not_warm]
         # 1/(count+1) first: the exact running mean of the slot's first points, until the
-        # time weight of the memory is the larger.
-        weight = np.maximum(1.0 / (count + 1.0), -np.expm1(-gap / self._tau))
+        # time weight of the memory is the larger. In place: max(1/(count+1), -expm1(-gap/tau)).
+        weight = count + 1.0
+        np.divide(1.0, weight, out=weight)
+        memory = np.divide(gap, self._tau, out=gap)
+        np.negative(memory, out=memory)
+        np.expm1(memory, out=memory)
+        np.negative(memory, out=memory)
+        np.maximum(weight, memory, out=weight)
         step = weight * diff
         # clipped into float32's range so an absurd value cannot store an inf
-        mean = np.clip(mean + step, -_F32_MAX, _F32_MAX)
-        var = np.minimum((1.0 - weight) * (var + diff * step), _F32_MAX)
-        count = np.minimum(count + 1, _MAX_COUNT)
+        mean += step
+        np.clip(mean, -_F32_MAX, _F32_MAX, out=mean)
+        # (1 - weight) * (var + diff * step), in place
+        spread = np.multiply(diff, step, out=diff)
+        spread += var
+        np.subtract(1.0, weight, out=weight)
+        spread *= weight
+        var = np.minimum(spread, _F32_MAX, out=spread)
+        count += 1
+        np.minimum(count, _MAX_COUNT, out=count)
         for s, at in groups:
             r = rows[at]
-            state[f"mean_{s}"][r] = mean[at]
-            state[f"var_{s}"][r] = var[at]
-            state[f"count_{s}"][r] = count[at]
+            state.put(f"mean_{s}", r, mean[at])
+            state.put(f"var_{s}", r, var[at])
+            state.put(f"count_{s}", r, count[at])
         last_all[rows] = np.fmax(last, ts)
         return DetectorOutput(score, baseline, z)

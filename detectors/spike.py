@@ -120,20 +120,25 @@ class Spike(Detector):
         z[cold] = np.nan
         score = z_to_score(z, self.z_threshold)
         score[not_warm] = 0.0
-        baseline = prev.copy()
-        baseline[cold] = np.nan
+        baseline = np.where(cold, np.nan, prev)
         # Winsorise once warm: the two edges of one glitch would otherwise multiply the typical
         # jump and blind the series to the next one. A real change of regime (a noisier
         # series) still gets absorbed, as each clipped jump raises the scale a little.
         size = np.abs(jump)
-        warm = ~not_warm
-        size[warm] = np.minimum(size[warm], scale[warm] * self.clip_z)
+        capped = np.multiply(scale, self.clip_z, out=scale)
+        np.minimum(size, capped, out=capped)
+        size = np.where(not_warm, size, capped)
         # A first point has no jump; before 1/alpha jumps, weight 1/jumps makes the scale
         # their exact mean, so the first jump does not dominate the warm-up estimate.
-        jumps = np.maximum(count, 1).astype(np.float64)
-        weight = np.maximum(1.0 / jumps, self.alpha)
+        weight = np.maximum(count, 1).astype(np.float64)
+        np.divide(1.0, weight, out=weight)
+        np.maximum(weight, self.alpha, out=weight)
         weight[cold] = 0.0
-        scale_all[rows] = mean_abs + weight * (size - mean_abs)
+        # mean_abs + weight * (size - mean_abs), in place
+        size -= mean_abs
+        size *= weight
+        size += mean_abs
+        scale_all[rows] = size
         prev_all[rows] = values
         count_all[rows] = count + 1
         return DetectorOutput(score, baseline, z)

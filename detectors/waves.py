@@ -138,7 +138,8 @@ def plan_waves(rows: npt.ArrayLike, ts: npt.ArrayLike) -> Waves:
     sorted_rows = rows_a[order]
     index = np.arange(n, dtype=np.intp)
     starts = np.zeros(n, dtype=np.intp)
-    starts[1:] = np.where(sorted_rows[1:] != sorted_rows[:-1], index[1:], 0)
+    # index times "a new series starts here": arithmetic, as the starts fall at random
+    np.multiply(index[1:], sorted_rows[1:] != sorted_rows[:-1], out=starts[1:])
     rank = index - np.maximum.accumulate(starts)
     n_waves = int(rank.max()) + 1
     if n_waves == 1:

@@ -121,6 +121,22 @@ def test_an_absurd_value_leaves_finite_state_and_scores() -> None:
     assert all(np.isfinite(v).all() for v in det.export_state().values())
 
 
+@pytest.mark.parametrize(
+    ("ts", "slots"),
+    [
+        ([0.5, 1.0, 1.9], [0, 0, 0]),  # one slot: the shortcut that skips per-point slots
+        ([7.5, 12.0, 15.4], [3, 2, 3]),  # ends share slot 3 across a period start
+        ([1.0, 5.0, 17.0], [0, 2, 0]),  # ends share slot 0 two periods apart
+    ],
+)
+def test_one_wave_files_each_point_under_its_own_slot(ts: list[float], slots: list[int]) -> None:
+    det = fresh(3, period_s=8.0, bins=4)
+    det.update([0, 1, 2], ts, [1.0, 2.0, 3.0])
+    state = det.export_state()
+    filed = [[int(state[f"count_{s}"][row]) for s in range(4)].index(1) for row in range(3)]
+    assert filed == slots
+
+
 def test_many_series_in_many_slots_in_one_call_equal_one_series_at_a_time() -> None:
     rng = np.random.default_rng(2)
     n = 50
