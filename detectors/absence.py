@@ -28,6 +28,7 @@ from detectors.base import (
 )
 from detectors.errors import InputError
 from detectors.ewma import z_to_score
+from detectors.params import fraction, non_negative
 
 # ``gaps`` counts measured intervals only up to the warm-up, so one byte is enough.
 _MAX_GAPS = int(np.iinfo(np.uint8).max)
@@ -89,12 +90,10 @@ class Absence(Detector):
         """
         if not k > 1.0:
             raise InputError(f"k must be > 1 (one interval is the ordinary gap), got {k}")
-        if not min_silence_s >= 0.0:
-            raise InputError(f"min_silence_s must be >= 0, got {min_silence_s}")
+        non_negative("min_silence_s", min_silence_s)
         if not 1 <= warmup <= _MAX_GAPS:
             raise InputError(f"warmup must be in [1, {_MAX_GAPS}], got {warmup}")
-        if not 0.0 < beta <= 1.0:
-            raise InputError(f"beta must be in (0, 1], got {beta}")
+        fraction("beta", beta)
         super().__init__()
         self.k = k
         self.min_silence_s = min_silence_s

@@ -60,6 +60,7 @@ from detectors.base import (
 )
 from detectors.errors import InputError, StateError
 from detectors.ewma import EwmaZScore
+from detectors.params import non_negative
 from detectors.static_bounds import StaticBounds
 from detectors.waves import plan_waves
 
@@ -151,12 +152,9 @@ class Ensemble:
                 "need 0 <= clear_threshold <= fire_threshold <= 1, got "
                 f"clear_threshold={clear_threshold}, fire_threshold={fire_threshold}"
             )
-        if not realert_s >= 0.0:
-            raise InputError(f"realert_s must be >= 0, got {realert_s}")
-        if not holdoff_s >= 0.0:
-            raise InputError(f"holdoff_s must be >= 0, got {holdoff_s}")
-        if not peak_half_life_s >= 0.0:
-            raise InputError(f"peak_half_life_s must be >= 0, got {peak_half_life_s}")
+        non_negative("realert_s", realert_s)
+        non_negative("holdoff_s", holdoff_s)
+        non_negative("peak_half_life_s", peak_half_life_s)
         if not peak_growth >= 1.0:
             raise InputError(f"peak_growth must be >= 1, got {peak_growth}")
         sizes = {d.n_series for d in detectors}

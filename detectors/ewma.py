@@ -12,7 +12,8 @@ from typing import ClassVar, Self
 import numpy as np
 
 from detectors.base import Detector, DetectorOutput, FloatArray, IntArray, StateField
-from detectors.errors import InputError
+from detectors.params import fraction, non_negative, positive
+from detectors.scale import z_against
 
 _LN2 = float(np.log(2.0))
 
@@ -80,18 +81,12 @@ class EwmaZScore(Detector):
         usable variance estimate). ``min_std`` and ``rel_min_std`` floor the spread (see
         ``_update_wave``); ``clip_z`` winsorises the update of a warm series.
         """
-        if not 0.0 < alpha <= 1.0:
-            raise InputError(f"alpha must be in (0, 1], got {alpha}")
-        if warmup < 0:
-            raise InputError(f"warmup must be >= 0, got {warmup}")
-        if not z_threshold > 0.0:
-            raise InputError(f"z_threshold must be > 0, got {z_threshold}")
-        if not min_std > 0.0:
-            raise InputError(f"min_std must be > 0, got {min_std}")
-        if not rel_min_std >= 0.0:
-            raise InputError(f"rel_min_std must be >= 0, got {rel_min_std}")
-        if not clip_z > 0.0:
-            raise InputError(f"clip_z must be > 0, got {clip_z}")
+        fraction("alpha", alpha)
+        non_negative("warmup", warmup)
+        positive("z_threshold", z_threshold)
+        positive("min_std", min_std)
+        non_negative("rel_min_std", rel_min_std)
+        positive("clip_z", clip_z)
         super().__init__()
         self.alpha = alpha
         self.warmup = warmup
@@ -115,18 +110,9 @@ class EwmaZScore(Detector):
         cold = count == 0
         # A first point has nothing to be compared with, whatever warmup says.
         not_warm = count < max(self.warmup, 1)
-        # The std floor: a flat series (a constant gauge with float jitter) has a spread near
-        # 0, and any harmless wiggle would then be thousands of sigmas and score 1 on every
-        # point. The relative floor ties the smallest meaningful change to the level (0.1% of
-        # |mean|), the absolute floor covers series sitting at exactly 0.
-        floor = np.abs(mean)
-        floor *= self.rel_min_std
-        np.maximum(floor, self.min_std, out=floor)
-        std = np.sqrt(var)
-        np.maximum(std, floor, out=std)
-        dev = values - mean
-        with np.errstate(over="ignore"):
-            z = dev / std
+        # The std floor (see detectors.scale): a flat series must not score on every wiggle.
+        std, dev, z = z_against(values, mean, var, rel_min_std=self.rel_min_std,
+                                min_std=self.min_std)
         z[cold] = np.nan
         score = z_to_score(z, self.z_threshold)
         score[not_warm] = 0.0

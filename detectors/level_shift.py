@@ -27,6 +27,8 @@ from detectors.base import (
 )
 from detectors.errors import InputError
 from detectors.ewma import z_to_score
+from detectors.params import fraction, non_negative, positive
+from detectors.scale import z_against
 
 
 class LevelShift(Detector):
@@ -87,20 +89,14 @@ class LevelShift(Detector):
         takes at least ``h / (clip_z - k)`` points. ``min_std`` and ``rel_min_std`` floor the
         spread as in the EWMA z-score.
         """
-        if not 0.0 < alpha <= 1.0:
-            raise InputError(f"alpha must be in (0, 1], got {alpha}")
-        if warmup < 0:
-            raise InputError(f"warmup must be >= 0, got {warmup}")
-        if not k >= 0.0:
-            raise InputError(f"k must be >= 0, got {k}")
-        if not h > 0.0:
-            raise InputError(f"h must be > 0, got {h}")
+        fraction("alpha", alpha)
+        non_negative("warmup", warmup)
+        non_negative("k", k)
+        positive("h", h)
         if not clip_z > k:
             raise InputError(f"clip_z must be > k ({k}), got {clip_z}")
-        if not min_std > 0.0:
-            raise InputError(f"min_std must be > 0, got {min_std}")
-        if not rel_min_std >= 0.0:
-            raise InputError(f"rel_min_std must be >= 0, got {rel_min_std}")
+        positive("min_std", min_std)
+        non_negative("rel_min_std", rel_min_std)
         super().__init__()
         self.alpha = alpha
         self.warmup = warmup
@@ -129,14 +125,8 @@ class LevelShift(Detector):
         up_sum, down_sum = st["up_sum"][rows], st["down_sum"][rows]
         cold = count == 0
         warm = count >= max(self.warmup, 1)
-        floor = np.abs(mean)
-        floor *= self.rel_min_std
-        np.maximum(floor, self.min_std, out=floor)
-        std = np.sqrt(var)
-        np.maximum(std, floor, out=std)
-        dev = values - mean
-        with np.errstate(over="ignore"):
-            r = dev / std
+        std, dev, r = z_against(values, mean, var, rel_min_std=self.rel_min_std,
+                                min_std=self.min_std)
         r[~warm] = 0.0
         clipped = np.clip(r, -self.clip_z, self.clip_z)
         # Each side runs while its sum stays above 0; a run's length and raw residual sum give

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from detectors.base import Detector, DetectorOutput, FloatArray, IntArray, StateField
 from detectors.errors import InputError, StateError
 from detectors.ewma import z_to_score
+from detectors.params import non_negative, positive
 
 # 1.4826 * MAD estimates the standard deviation of a gaussian series, so the robust z is in
 # the same units as a plain z-score; 1.2533 * mean absolute deviation does the same.
@@ -79,14 +80,10 @@ class RobustMad(Detector):
         """
         if window < 3:
             raise InputError(f"window must be >= 3, got {window}")
-        if warmup < 0:
-            raise InputError(f"warmup must be >= 0, got {warmup}")
-        if not z_threshold > 0.0:
-            raise InputError(f"z_threshold must be > 0, got {z_threshold}")
-        if not min_scale > 0.0:
-            raise InputError(f"min_scale must be > 0, got {min_scale}")
-        if not rel_min_scale >= 0.0:
-            raise InputError(f"rel_min_scale must be >= 0, got {rel_min_scale}")
+        non_negative("warmup", warmup)
+        positive("z_threshold", z_threshold)
+        positive("min_scale", min_scale)
+        non_negative("rel_min_scale", rel_min_scale)
         super().__init__()
         self.window = window
         self.warmup = warmup

@@ -36,6 +36,8 @@ from detectors.base import (
 )
 from detectors.errors import InputError
 from detectors.ewma import z_to_score
+from detectors.params import non_negative, positive
+from detectors.scale import z_against
 
 # Half-hour slots: fine enough to follow a morning ramp, coarse enough that a one-minute
 # series gives every slot 30 points a day (a day warms the profile).
@@ -104,22 +106,16 @@ class SeasonalBaseline(Detector):
         variance). ``z_threshold``, ``min_std``, ``rel_min_std`` and ``clip_z`` mean what
         they mean for :class:`detectors.ewma.EwmaZScore`.
         """
-        if not period_s > 0.0:
-            raise InputError(f"period_s must be > 0, got {period_s}")
+        positive("period_s", period_s)
         if bins < 1:
             raise InputError(f"bins must be >= 1, got {bins}")
-        if not memory_periods > 0.0:
-            raise InputError(f"memory_periods must be > 0, got {memory_periods}")
+        positive("memory_periods", memory_periods)
         if not 0 <= warmup <= _MAX_COUNT:
             raise InputError(f"warmup must be in [0, {_MAX_COUNT}], got {warmup}")
-        if not z_threshold > 0.0:
-            raise InputError(f"z_threshold must be > 0, got {z_threshold}")
-        if not min_std > 0.0:
-            raise InputError(f"min_std must be > 0, got {min_std}")
-        if not rel_min_std >= 0.0:
-            raise InputError(f"rel_min_std must be >= 0, got {rel_min_std}")
-        if not clip_z > 0.0:
-            raise InputError(f"clip_z must be > 0, got {clip_z}")
+        positive("z_threshold", z_threshold)
+        positive("min_std", min_std)
+        non_negative("rel_min_std", rel_min_std)
+        positive("clip_z", clip_z)
         super().__init__()
         self._state = SeriesArrays(profile_fields(bins))
         self.period_s = period_s
@@ -191,14 +187,8 @@ class SeasonalBaseline(Detector):
         np.fmin(gap, self._width, out=gap)
         cold = count == 0
         not_warm = count < max(self.warmup, 1)
-        floor = np.abs(mean)
-        floor *= self.rel_min_std
-        np.maximum(floor, self.min_std, out=floor)
-        std = np.sqrt(var)
-        np.maximum(std, floor, out=std)
-        dev = values - mean
-        with np.errstate(over="ignore"):
-            z = dev / std
+        std, dev, z = z_against(values, mean, var, rel_min_std=self.rel_min_std,
+                                min_std=self.min_std)
         z[cold] = np.nan
         score = z_to_score(z, self.z_threshold)
         score[not_warm] = 0.0

@@ -15,8 +15,8 @@ from typing import ClassVar, Self
 import numpy as np
 
 from detectors.base import Detector, DetectorOutput, FloatArray, IntArray, StateField
-from detectors.errors import InputError
 from detectors.ewma import z_to_score
+from detectors.params import fraction, non_negative, positive
 
 # For gaussian jumps E|d| = std * sqrt(2 / pi): this turns the mean absolute jump into a
 # standard deviation, so the threshold reads as a z-score.
@@ -69,18 +69,12 @@ class Spike(Detector):
         ``rel_min_scale`` floor the scale (see ``_update_wave``); ``clip_z`` winsorises the
         update of a warm series.
         """
-        if not 0.0 < alpha <= 1.0:
-            raise InputError(f"alpha must be in (0, 1], got {alpha}")
-        if warmup < 0:
-            raise InputError(f"warmup must be >= 0, got {warmup}")
-        if not z_threshold > 0.0:
-            raise InputError(f"z_threshold must be > 0, got {z_threshold}")
-        if not min_scale > 0.0:
-            raise InputError(f"min_scale must be > 0, got {min_scale}")
-        if not rel_min_scale >= 0.0:
-            raise InputError(f"rel_min_scale must be >= 0, got {rel_min_scale}")
-        if not clip_z > 0.0:
-            raise InputError(f"clip_z must be > 0, got {clip_z}")
+        fraction("alpha", alpha)
+        non_negative("warmup", warmup)
+        positive("z_threshold", z_threshold)
+        positive("min_scale", min_scale)
+        non_negative("rel_min_scale", rel_min_scale)
+        positive("clip_z", clip_z)
         super().__init__()
         self.alpha = alpha
         self.warmup = warmup
