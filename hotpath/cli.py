@@ -74,6 +74,84 @@ def config_schema() -> None:
 
 
 @main.group()
+def automation() -> None:
+    """The kill switch: pause or resume every automated action, on every replica."""
+
+
+def _switch(config_path: Path, paused: bool | None, actor: str, reason: str) -> None:
+    import asyncio
+    import getpass
+    import time
+
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from escalation.kill_switch import KillSwitch
+    from hotpath.config import load_config
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        click.echo(f"{config_path}: {e}", err=True)
+        sys.exit(2)
+
+    async def go() -> str:
+        client = aioredis.from_url(cfg.redis.url, socket_timeout=5.0,
+                                   socket_connect_timeout=5.0)
+        try:
+            switch = KillSwitch(client, cfg.redis.key_prefix, timeout_s=5.0)
+            if paused is None:
+                state = await switch.read()
+                if state is None:
+                    raise RedisError("no answer")
+            else:
+                state = await switch.set(paused=paused, actor=actor or getpass.getuser(),
+                                         reason=reason, now=time.time())
+        finally:
+            await client.aclose()
+        word = "PAUSED" if state.paused else "running"
+        if state.version == 0:
+            return "automation running (never paused)"
+        return (f"automation {word} (version {state.version}, by {state.actor} at "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(state.at))}: {state.reason})")
+
+    try:
+        click.echo(asyncio.run(go()))
+    except (RedisError, OSError) as e:
+        click.echo(f"hotpath automation: Redis at {cfg.redis.url} unavailable: {e}", err=True)
+        sys.exit(1)
+
+
+_CONFIG_OPTION = click.option("--config", "config_path", required=True,
+                              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+@automation.command("pause")
+@_CONFIG_OPTION
+@click.option("--reason", required=True, help="Why; goes into every processor's audit log.")
+@click.option("--actor", default="", help="Who (default: the login name).")
+def automation_pause(config_path: Path, reason: str, actor: str) -> None:
+    """Stop all automated actions within one batch; cases are paged instead."""
+    _switch(config_path, True, actor, reason)
+
+
+@automation.command("resume")
+@_CONFIG_OPTION
+@click.option("--reason", required=True, help="Why; goes into every processor's audit log.")
+@click.option("--actor", default="", help="Who (default: the login name).")
+def automation_resume(config_path: Path, reason: str, actor: str) -> None:
+    """Let automation act again."""
+    _switch(config_path, False, actor, reason)
+
+
+@automation.command("status")
+@_CONFIG_OPTION
+def automation_status(config_path: Path) -> None:
+    """Print whether automation is paused, by whom, when and why."""
+    _switch(config_path, None, "", "")
+
+
+@main.group()
 def audit() -> None:
     """Inspect the tamper-evident audit log."""
 

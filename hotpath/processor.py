@@ -33,6 +33,7 @@ from escalation.decision import (
 from escalation.errors import OutboxError
 from escalation.executors.base import ActionRequest
 from escalation.finding import Finding, finding_id
+from escalation.kill_switch import RUNNING, KillSwitch
 from escalation.page import Page, page_from_decision
 from hotpath.metrics import Metrics
 from hotpath.partition import PartitionOutput, PartitionState, TickAlert
@@ -160,7 +161,7 @@ class Processor:
     def __init__(self, *, ctx: DecisionContext, environment: str, config_version: str,
                  dlq: DlqSink, budget: BudgetClaimer, audit: AuditSink, pages: PageSink,
                  actions: ActionSink, metrics: Metrics, clock: Clock,
-                 paused: Callable[[], bool] = lambda: False) -> None:
+                 kill_switch: KillSwitch | None = None) -> None:
         self.ctx = ctx
         self.environment = environment
         self.config_version = config_version
@@ -168,12 +169,14 @@ class Processor:
         self.pages, self.actions = pages, actions
         self.metrics = metrics
         self.clock = clock
-        self.paused = paused
+        self.kill_switch = kill_switch
+        self.pause = RUNNING  # the last kill-switch state this processor saw
 
     async def process(self, batch: dict[TP, Sequence[RawMessage]],
                       states: dict[TP, PartitionState]) -> BatchResult:
         started = time.perf_counter()
         now = self.clock()
+        await self._refresh_pause(now)
         res = BatchResult()
         rejects: list[Reject] = []
         findings: list[Finding] = []
@@ -206,9 +209,24 @@ class Processor:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return res
 
+    async def _refresh_pause(self, now: float) -> None:
+        """Read the kill switch (one GET per batch) and audit a change this processor sees."""
+        if self.kill_switch is None:
+            return
+        state = await self.kill_switch.read()
+        if state is None or state.version == self.pause.version:
+            return  # unreadable: keep the last state (automation fails closed on budgets)
+        self.pause = state
+        self.audit.append("automation", {
+            **state.to_dict(), "observed_at": now, "config_version": self.config_version,
+            "where": {"scope": "all automation"},
+        })
+        self.audit.flush()
+
     async def tick(self, states: dict[TP, PartitionState]) -> list[Decision]:
         """Clock tick: findings no point triggers (a silent series), decided like any other."""
         now = self.clock()
+        await self._refresh_pause(now)
         findings = [f for state in states.values()
                     for f in _tick_findings(state, state.tick(now), state.event_time(now) or now,
                                             self.environment)]
@@ -220,7 +238,7 @@ class Processor:
         return decisions
 
     async def _decide(self, findings: list[Finding]) -> list[Decision]:
-        ctx = self.ctx if not self.paused() else replace(self.ctx, paused=True)
+        ctx = self.ctx if not self.pause.paused else replace(self.ctx, paused=True)
         first = [decide(f, ctx) for f in findings]
         wants = [d for d in first if d.kind is DecisionKind.ACT]
         if not wants:

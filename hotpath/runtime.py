@@ -41,6 +41,7 @@ from escalation.budget import RedisBudget
 from escalation.decision import DecisionContext
 from escalation.executors.base import ActionRequest, ActionResult, Executor
 from escalation.executors.webhook import WebhookExecutor
+from escalation.kill_switch import KillSwitch
 from escalation.outbox import PageOutbox
 from escalation.page import failure_page
 from escalation.pagers.base import Pager
@@ -183,6 +184,7 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         config_version=cfg.version_hash(), dlq=KafkaDlq(producer, cfg.kafka.dlq_topic),
         budget=RedisBudget(redis, clock, timeout_s=cfg.redis.timeout_s), audit=audit,
         pages=outbox, actions=queue, metrics=metrics, clock=clock,
+        kill_switch=KillSwitch(redis, cfg.redis.key_prefix, timeout_s=cfg.redis.timeout_s),
     )
     loop = ConsumeLoop(consumer, states, processor, metrics,
                        commit_interval_s=cfg.kafka.commit_interval_s,

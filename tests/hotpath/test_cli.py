@@ -56,3 +56,40 @@ def test_audit_verify_names_the_first_bad_record(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["audit", "verify", str(path)])
     assert bad.exit_code == 1
     assert bad.stderr == f"{path}: TAMPERED: record 3 (line 3): hash mismatch (record edited)\n"
+
+
+def test_automation_pause_status_resume(tmp_path: Path, redis_url: str,
+                                        redis_client: object) -> None:
+    cfg = tmp_path / "hotpath.yaml"
+    cfg.write_text(f"kafka: {{bootstrap: x}}\nredis: {{url: '{redis_url}'}}\n")
+    run = CliRunner().invoke
+    assert run(main, ["automation", "status", "--config", str(cfg)]).output == (
+        "automation running (never paused)\n")
+    paused = run(main, ["automation", "pause", "--config", str(cfg), "--actor", "alice",
+                        "--reason", "bad deploy"])
+    assert paused.exit_code == 0
+    assert paused.output.startswith("automation PAUSED (version 1, by alice at ")
+    assert paused.output.endswith(": bad deploy)\n")
+    status = run(main, ["automation", "status", "--config", str(cfg)])
+    assert status.output == paused.output
+    resumed = run(main, ["automation", "resume", "--config", str(cfg), "--actor", "bob",
+                         "--reason", "rolled back"])
+    assert resumed.output.startswith("automation running (version 2, by bob at ")
+
+
+def test_automation_pause_needs_a_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "hotpath.yaml"
+    cfg.write_text("kafka: {bootstrap: x}\n")
+    res = CliRunner().invoke(main, ["automation", "pause", "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert "Missing option '--reason'" in res.output
+
+
+def test_automation_reports_an_unreachable_redis(tmp_path: Path) -> None:
+    cfg = tmp_path / "hotpath.yaml"
+    cfg.write_text("kafka: {bootstrap: x}\nredis: {url: 'redis://127.0.0.1:1/0'}\n")
+    res = CliRunner().invoke(main, ["automation", "pause", "--config", str(cfg),
+                                    "--reason", "x"])
+    assert res.exit_code == 1
+    assert res.stderr.startswith(
+        "hotpath automation: Redis at redis://127.0.0.1:1/0 unavailable: ")
