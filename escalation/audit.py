@@ -17,13 +17,21 @@ Dropping the last records leaves a valid chain, so the writer also keeps ``<path
 the file reaches it. The head may lag the file by one flush after a crash (the log is
 fsynced first), never lead it.
 
+Whoever can write the file can also rewrite the whole chain and its head. Given a
+:class:`~escalation.audit_signing.Signer`, the writer therefore adds a signed ``checkpoint``
+record every ``checkpoint_every`` records (at the next flush) and on close: an ordinary
+chained record whose body names the record before it (``covers_seq``, and ``covers_hash``,
+the line hash the next ``prev`` uses), the ``key_id`` and an Ed25519 ``sig`` over the
+canonical JSON of those three. ``verify(path, public_keys)`` checks every checkpoint; a
+rewritten chain cannot carry valid checkpoints without the private key.
+
 >>> import pathlib, tempfile
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl"
 >>> with AuditLog(path, clock=lambda: 1764132000.25) as log:
 ...     log.append("decision", {"finding": "f1", "kind": "page"}).seq
 1
 >>> verify(path)
-VerifyReport(ok=True, records=1, first_bad=None, seq=1, reason=None)
+VerifyReport(ok=True, records=1, first_bad=None, seq=1, reason=None, checkpoints=0)
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import fcntl
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +48,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from escalation.audit_signing import Signer, Verifier, checkpoint_message, checkpoint_problem
 from escalation.errors import AuditError, AuditVerifyError
 from escalation.fsync import fsync_dir
 
@@ -50,6 +59,10 @@ _HEX = frozenset("0123456789abcdef")
 # Reading the last line backwards: one chunk holds any realistic record, so opening a log of
 # any size costs one small read.
 _TAIL_CHUNK = 64 * 1024
+CHECKPOINT = "checkpoint"
+# One signature per thousand records keeps signing far below the cost of the fsync it rides
+# on, while a rewrite must still forge a checkpoint within every thousand records.
+DEFAULT_CHECKPOINT_EVERY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +88,9 @@ class VerifyReport:
     """``seq``: the last record's seq when ok, else the offending record's seq if readable.
 
     ``first_bad`` is the 1-based line number of the first bad line (for a truncated file,
-    the first missing line); ``records`` counts the lines that verified before it.
+    the first missing line); ``records`` counts the lines that verified before it, and
+    ``checkpoints`` the checkpoint records among them (signature-checked when keys were
+    given).
     """
 
     ok: bool
@@ -83,6 +98,7 @@ class VerifyReport:
     first_bad: int | None = None
     seq: int | None = None
     reason: str | None = None
+    checkpoints: int = 0
 
 
 class _BadLine(Exception):
@@ -145,23 +161,31 @@ def _where(line: int, seq: int | None) -> str:
     return f"line {line}" if seq is None else f"record {seq} (line {line})"
 
 
-def verify_lines(lines: Iterable[bytes], head: Head | None = None) -> VerifyReport:
+def verify_lines(
+    lines: Iterable[bytes],
+    head: Head | None = None,
+    verifiers: Mapping[str, Verifier] | None = None,
+) -> VerifyReport:
     """Check a chain given as lines that keep their newline (as iterating a binary file does).
+
+    With ``verifiers`` (by key id) every checkpoint's signature and coverage is checked too;
+    without, checkpoints are only counted.
 
     >>> verify_lines([b'{"seq": 1}\\n']).reason
     "record 1 (line 1): missing field 'body'"
     """
-    prev_line_hash, last_seq, line_no = ZERO_HASH, 0, 0
+    prev_line_hash, last_seq, line_no, cps = ZERO_HASH, 0, 0, 0
     for line_no, line in enumerate(lines, start=1):
         good = line_no - 1
         if not line.endswith(b"\n"):
-            return VerifyReport(False, good, line_no, None, "last line has no newline (truncated)")
+            reason = "last line has no newline (truncated)"
+            return VerifyReport(False, good, line_no, None, reason, cps)
         content = line[:-1]
         try:
             rec = _parse(content)
         except _BadLine as bad:
             reason = f"{_where(line_no, bad.seq)}: {bad.reason}"
-            return VerifyReport(False, good, line_no, bad.seq, reason)
+            return VerifyReport(False, good, line_no, bad.seq, reason, cps)
         problem = None
         if rec.seq != last_seq + 1:
             problem = f"seq {rec.seq} follows {last_seq} (deleted or reordered)"
@@ -169,14 +193,17 @@ def verify_lines(lines: Iterable[bytes], head: Head | None = None) -> VerifyRepo
             problem = "prev does not match the previous record (deleted or reordered)"
         elif head is not None and rec.seq == head.seq and rec.hash != head.hash:
             problem = "hash differs from the head file (rewritten)"
+        elif rec.kind == CHECKPOINT and verifiers is not None:
+            problem = checkpoint_problem(rec.body, last_seq, prev_line_hash, verifiers)
         if problem is not None:
             reason = f"{_where(line_no, rec.seq)}: {problem}"
-            return VerifyReport(False, good, line_no, rec.seq, reason)
+            return VerifyReport(False, good, line_no, rec.seq, reason, cps)
+        cps += rec.kind == CHECKPOINT
         prev_line_hash, last_seq = hashlib.sha256(content).hexdigest(), rec.seq
     if head is not None and last_seq < head.seq:
         reason = f"file ends at seq {last_seq} but head says {head.seq} (truncated)"
-        return VerifyReport(False, line_no, line_no + 1, None, reason)
-    return VerifyReport(True, line_no, None, last_seq or None, None)
+        return VerifyReport(False, line_no, line_no + 1, None, reason, cps)
+    return VerifyReport(True, line_no, None, last_seq or None, None, cps)
 
 
 def read_head(path: Path) -> Head | None:
@@ -198,17 +225,30 @@ def read_head(path: Path) -> Head | None:
     return Head(obj["seq"], obj["hash"])
 
 
-def verify(path: Path) -> VerifyReport:
-    """Read ``path`` (and its head file if any) and report the first break in the chain."""
+def verify(path: Path, public_keys: Mapping[str, str] | None = None) -> VerifyReport:
+    """Read ``path`` (and its head file if any) and report the first break in the chain.
+
+    ``public_keys`` maps key id → base64 public key; when given, every checkpoint must be
+    signed by one of them. A malformed key, or one filed under another key's id, is
+    reported like an unreadable head file: nothing was checked.
+    """
+    verifiers: dict[str, Verifier] | None = None
     try:
         head = read_head(path)
+        if public_keys is not None:
+            verifiers = {}
+            for key_id, public_b64 in public_keys.items():
+                v = Verifier(public_b64, f"public key {key_id}")
+                if v.key_id != key_id:
+                    raise AuditError(f"public key {key_id}: its key id is {v.key_id}")
+                verifiers[key_id] = v
     except AuditError as e:
         return VerifyReport(False, 0, None, None, str(e))
     try:
         with path.open("rb") as f:
-            return verify_lines(f, head)
+            return verify_lines(f, head, verifiers)
     except FileNotFoundError:
-        return verify_lines((), head)
+        return verify_lines((), head, verifiers)
 
 
 def _last_line(path: Path) -> bytes | None:
@@ -293,11 +333,11 @@ def _last_line_before(f: BinaryIO, end: int) -> bytes:
     return tail
 
 
-def _resume(path: Path) -> tuple[int, str]:
-    """(last seq, sha256 of the last line) to continue from; refuses a broken end."""
+def _resume(path: Path) -> tuple[int, str, str | None]:
+    """(last seq, sha256 of the last line, its kind) to continue from; refuses a broken end."""
     head = read_head(path)
     last = _last_line(path)
-    seq, line_hash = 0, ZERO_HASH
+    seq, line_hash, kind = 0, ZERO_HASH, None
     if last is not None:
         if not last.endswith(b"\n"):
             raise AuditVerifyError(_count_lines(path), "last line has no newline (truncated)")
@@ -309,13 +349,13 @@ def _resume(path: Path) -> tuple[int, str]:
             raise AuditVerifyError(
                 _count_lines(path), "hash differs from the head file (rewritten)"
             )
-        seq, line_hash = rec.seq, hashlib.sha256(last[:-1]).hexdigest()
+        seq, line_hash, kind = rec.seq, hashlib.sha256(last[:-1]).hexdigest(), rec.kind
     if head is not None and seq < head.seq:
         lines = _count_lines(path) if last is not None else 0
         raise AuditVerifyError(
             lines + 1, f"file ends at seq {seq} but head says {head.seq} (truncated)"
         )
-    return seq, line_hash
+    return seq, line_hash, kind
 
 
 class AuditLog:
@@ -324,11 +364,26 @@ class AuditLog:
     The runtime flushes once per batch, before committing Kafka offsets. A failed flush
     closes the log to further writes: what reached the disk is unknown, and guessing could
     fork the chain.
+
+    With a ``signer``, ``flush`` first appends a signed checkpoint once ``checkpoint_every``
+    records have been appended since the last one, and ``close`` covers any records left.
+    The count lives in memory: after a reopen it restarts, except that an uncovered tail
+    left by the previous writer (a crash before its close) is covered at the next flush.
     """
 
-    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float],
+        signer: Signer | None = None,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise AuditError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
         self._path = path
         self._clock = clock
+        self._signer = signer
+        self._checkpoint_every = checkpoint_every
         created = not path.exists()
         self._file = path.open("ab")
         try:
@@ -339,7 +394,7 @@ class AuditLog:
             raise AuditError(f"{path}: already open by another writer") from None
         try:
             torn = _cut_torn_tail(path)
-            self._seq, self._prev = _resume(path)
+            self._seq, self._prev, last_kind = _resume(path)
             if created:
                 fsync_dir(path.parent)
         except BaseException:
@@ -348,6 +403,10 @@ class AuditLog:
         self._buf: list[bytes] = []
         self._last_hash = ""  # set by append; the head only changes after one
         self._broken: str | None = None
+        # Records since the last checkpoint; a previous writer's uncovered tail counts as
+        # "due" so it gets covered, however short it is.
+        self._uncovered = 0
+        self._inherited = last_kind not in (None, CHECKPOINT)
         if torn:
             self.append("recovery", {"torn_tail_bytes": torn,
                                      "detail": "a write interrupted by a crash was dropped"})
@@ -363,6 +422,14 @@ class AuditLog:
         return self._seq
 
     def append(self, kind: str, body: dict[str, Any]) -> AuditRecord:
+        """Buffer one record; ``kind`` ``"checkpoint"`` is reserved for the writer itself."""
+        if kind == CHECKPOINT:
+            raise AuditError(f"kind {CHECKPOINT!r} is reserved for signed checkpoints")
+        rec = self._append(kind, body)
+        self._uncovered += 1
+        return rec
+
+    def _append(self, kind: str, body: dict[str, Any]) -> AuditRecord:
         self._usable()
         ts = self._clock()
         if not math.isfinite(ts):
@@ -382,7 +449,16 @@ class AuditLog:
 
     def flush(self) -> None:
         """One write and one fsync of the buffered records, then the head file."""
+        self._flush(closing=False)
+
+    def _flush(self, closing: bool) -> None:
         self._usable()
+        if self._signer is not None and (
+            self._uncovered >= self._checkpoint_every
+            or self._inherited
+            or (closing and self._uncovered > 0)
+        ):
+            self._checkpoint(self._signer)
         if not self._buf:
             return
         try:
@@ -400,7 +476,7 @@ class AuditLog:
             return
         try:
             if self._broken is None:
-                self.flush()
+                self._flush(closing=True)
         finally:
             self._file.close()
 
@@ -414,6 +490,14 @@ class AuditLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _checkpoint(self, signer: Signer) -> None:
+        message = checkpoint_message(self._seq, self._prev, signer.key_id)
+        self._append(CHECKPOINT, {
+            "covers_hash": self._prev, "covers_seq": self._seq,
+            "key_id": signer.key_id, "sig": signer.sign(message),
+        })
+        self._uncovered, self._inherited = 0, False
 
     def _usable(self) -> None:
         if self._file.closed:

@@ -158,16 +158,30 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def audit_verify(path: Path) -> None:
-    """Exit 0 when the hash chain holds; otherwise name the first bad record."""
+@click.option("--public-key", "public_keys", multiple=True, metavar="B64",
+              help="Ed25519 public key (base64, 32 raw bytes) whose checkpoints to check; "
+                   "repeatable.")
+def audit_verify(path: Path, public_keys: tuple[str, ...]) -> None:
+    """Exit 0 when the hash chain (and checkpoint signatures) hold; else name the record."""
     from escalation.audit import verify
+    from escalation.audit_signing import Verifier
+    from escalation.errors import AuditError
 
-    report = verify(path)
-    if report.ok:
-        click.echo(f"{path}: ok, {report.records} records, chain intact")
-        return
-    click.echo(f"{path}: TAMPERED: {report.reason}", err=True)
-    sys.exit(1)
+    try:
+        keys = {Verifier(k, what=f"--public-key {i + 1}").key_id: k
+                for i, k in enumerate(public_keys)}
+    except AuditError as e:
+        click.echo(f"hotpath audit verify: {e}", err=True)
+        sys.exit(2)
+    report = verify(path, keys or None)
+    if not report.ok:
+        click.echo(f"{path}: TAMPERED: {report.reason}", err=True)
+        sys.exit(1)
+    signed = f", {report.checkpoints} signed checkpoints verified" if keys else ""
+    click.echo(f"{path}: ok, {report.records} records, chain intact{signed}")
+    if keys and report.checkpoints == 0:
+        click.echo(f"{path}: warning: no signed checkpoint found: the signatures prove nothing",
+                   err=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from detectors.ensemble import Ensemble
 from escalation.actions import ActionQueue, ActionRunner
 from escalation.audit import AuditLog
+from escalation.audit_signing import Signer
 from escalation.backoff import Backoff
 from escalation.budget import RedisBudget
 from escalation.decision import DecisionContext
@@ -129,7 +130,9 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     redis = aioredis.from_url(cfg.redis.url, socket_timeout=_SOCKET_BACKSTOP_S,
                               socket_connect_timeout=cfg.redis.timeout_s)
     session = aiohttp.ClientSession()
-    audit = AuditLog(cfg.audit.path, clock)
+    # Signed checkpoints when $HOTPATH_AUDIT_KEY holds an Ed25519 seed (a secret: never in
+    # the YAML); `hotpath audit verify --public-key` checks them.
+    audit = AuditLog(cfg.audit.path, clock, signer=Signer.from_env())
     outbox = PageOutbox(redis, Spool(cfg.spool.dir), timeout_s=cfg.redis.timeout_s)
     backoff = Backoff(jitter=rng.random)
     # Stable across restarts of this host's processor, so a restarted one re-reads the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
@@ -25,6 +26,7 @@ from escalation.audit import (
     verify,
     verify_lines,
 )
+from escalation.audit_signing import Signer, Verifier, checkpoint_message
 from escalation.errors import AuditError, AuditVerifyError
 
 
@@ -357,3 +359,185 @@ def test_reopen_after_a_crash_mid_write_drops_the_torn_line_and_says_so(
     assert recs[-1]["body"] == {"torn_tail_bytes": 16,
                                 "detail": "a write interrupted by a crash was dropped"}
     assert verify(path).ok
+
+
+# --- signed checkpoints -------------------------------------------------------------------
+
+SEED_A = base64.b64encode(bytes(range(32))).decode()
+SEED_B = base64.b64encode(bytes(range(100, 132))).decode()
+SIGNER_A = Signer.from_seed_b64(SEED_A)
+SIGNER_B = Signer.from_seed_b64(SEED_B)
+KEYS_A = {SIGNER_A.key_id: SIGNER_A.public_b64}
+
+
+def write_signed(path: Path, n: int, every: int, flush_every: int = 1,
+                 signer: Signer = SIGNER_A) -> None:
+    with AuditLog(path, ticking(), signer=signer, checkpoint_every=every) as log:
+        for i in range(1, n + 1):
+            log.append("decision", {"finding": f"f{i}"})
+            if i % flush_every == 0:
+                log.flush()
+
+
+def kinds(path: Path) -> list[str]:
+    return [orjson.loads(x)["kind"] for x in lines(path)]
+
+
+def relink(ls: list[bytes], start: int) -> None:
+    """Re-chain every line from index ``start`` on: only what was changed stays wrong."""
+    for i in range(start, len(ls)):
+        prev = hashlib.sha256(ls[i - 1][:-1]).hexdigest() if i else ZERO_HASH
+        ls[i] = forge(ls[i][:-1], prev=prev)
+
+
+def rewrite_checkpoint(path: Path, index: int, **body_changes: Any) -> None:
+    """Change the checkpoint at line ``index + 1``, re-hash it, re-link the chain after it
+    and rewrite the head: a whole-file rewrite only the signature can catch."""
+    ls = lines(path)
+    rec = orjson.loads(ls[index])
+    assert rec["kind"] == "checkpoint"
+    ls[index] = forge(ls[index][:-1], body={**rec["body"], **body_changes})
+    relink(ls, index + 1)
+    put_lines(path, ls)
+    last = orjson.loads(ls[-1])
+    head_path(path).write_bytes(canonical({"hash": last["hash"], "seq": last["seq"]}))
+
+
+def test_checkpoints_every_n_records_and_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 12, every=5)
+    # 5 records, checkpoint; 5 more, checkpoint; the last 2 are covered on close.
+    d, c = "decision", "checkpoint"
+    assert kinds(path) == [d] * 5 + [c] + [d] * 5 + [c] + [d] * 2 + [c]
+    recs = [orjson.loads(x) for x in lines(path)]
+    for i, rec in enumerate(recs):
+        if rec["kind"] != c:
+            continue
+        assert rec["body"]["covers_seq"] == recs[i - 1]["seq"] == rec["seq"] - 1
+        assert rec["body"]["covers_hash"] == hashlib.sha256(lines(path)[i - 1][:-1]).hexdigest()
+        assert rec["body"]["covers_hash"] == rec["prev"]
+        assert rec["body"]["key_id"] == SIGNER_A.key_id
+        message = checkpoint_message(rec["seq"] - 1, rec["prev"], SIGNER_A.key_id)
+        assert Verifier(SIGNER_A.public_b64).verify(message, rec["body"]["sig"])
+    assert verify(path, KEYS_A) == VerifyReport(True, 15, None, 15, None, checkpoints=3)
+
+
+def test_checkpoint_waits_for_a_flush_and_close_adds_none_when_covered(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 10, every=4, flush_every=10)
+    # One flush after ten records: one checkpoint there; nothing left for close to cover.
+    assert kinds(path) == ["decision"] * 10 + ["checkpoint"]
+    with AuditLog(path, ticking(), signer=SIGNER_A, checkpoint_every=4):
+        pass  # nothing appended: close must not add a checkpoint
+    assert kinds(path) == ["decision"] * 10 + ["checkpoint"]
+
+
+def test_reopen_covers_a_tail_the_last_writer_left_unsigned(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 3)  # written without a signer
+    with AuditLog(path, ticking(), signer=SIGNER_A, checkpoint_every=100) as log:
+        log.flush()
+        assert log.seq == 4
+    assert kinds(path) == ["decision"] * 3 + ["checkpoint"]
+    assert verify(path, KEYS_A) == VerifyReport(True, 4, None, 4, None, checkpoints=1)
+
+
+def test_without_keys_verify_passes_and_counts_checkpoints(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 7, every=3)
+    assert verify(path) == VerifyReport(True, 10, None, 10, None, checkpoints=3)
+    # The same file for someone holding only another key: the first checkpoint is refused.
+    keys_b = {SIGNER_B.key_id: SIGNER_B.public_b64}
+    assert verify(path, keys_b) == VerifyReport(
+        False, 3, 4, 4, f"record 4 (line 4): checkpoint key {SIGNER_A.key_id} unknown"
+    )
+
+
+def test_forged_signature_is_caught_by_the_signature_not_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 15, every=5)
+    ls = lines(path)
+    assert orjson.loads(ls[11])["kind"] == "checkpoint"  # record 12 covers record 11
+    sig = base64.b64decode(orjson.loads(ls[11])["body"]["sig"])
+    bad_sig = base64.b64encode(sig[:10] + bytes([sig[10] ^ 1]) + sig[11:]).decode()
+    rewrite_checkpoint(path, 11, sig=bad_sig)
+    # Chain, hashes and head all agree: without keys the forgery is invisible...
+    assert verify(path) == VerifyReport(True, 18, None, 18, None, checkpoints=3)
+    # ...and the signature check names it.
+    assert verify(path, KEYS_A) == VerifyReport(
+        False, 11, 12, 12, "record 12 (line 12): checkpoint signature invalid", checkpoints=1
+    )
+
+
+def test_rewritten_chain_with_a_checkpoint_signed_by_another_key(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 10, every=5)
+    rec = orjson.loads(lines(path)[5])
+    message = checkpoint_message(5, rec["prev"], SIGNER_B.key_id)
+    # Claiming key A's id with key B's signature: the key is known, the signature is not its.
+    rewrite_checkpoint(path, 5, sig=SIGNER_B.sign(message.replace(
+        SIGNER_B.key_id.encode(), SIGNER_A.key_id.encode())))
+    assert verify(path, KEYS_A).reason == "record 6 (line 6): checkpoint signature invalid"
+    # Naming key B honestly: unknown to an auditor who trusts only key A.
+    rewrite_checkpoint(path, 5, key_id=SIGNER_B.key_id, sig=SIGNER_B.sign(message))
+    assert verify(path, KEYS_A).reason == (
+        f"record 6 (line 6): checkpoint key {SIGNER_B.key_id} unknown"
+    )
+    # Trusting key B too accepts record 6, but re-linking the chain after it changed record
+    # 11's line, so key A's later checkpoint no longer covers it.
+    both = {**KEYS_A, SIGNER_B.key_id: SIGNER_B.public_b64}
+    assert verify(path, both) == VerifyReport(
+        False, 11, 12, 12,
+        "record 12 (line 12): checkpoint covers_hash is not the previous record's line hash",
+        checkpoints=1,
+    )
+
+
+def test_checkpoint_covering_the_wrong_record(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 10, every=5)
+    prev = orjson.loads(lines(path)[5])["prev"]
+    # Validly signed claims that do not describe the record before: replayed from elsewhere.
+    sig = SIGNER_A.sign(checkpoint_message(4, prev, SIGNER_A.key_id))
+    rewrite_checkpoint(path, 5, covers_seq=4, sig=sig)
+    assert verify(path, KEYS_A).reason == (
+        "record 6 (line 6): checkpoint covers seq 4, previous record is 5"
+    )
+    other = "ab" * 32
+    sig = SIGNER_A.sign(checkpoint_message(5, other, SIGNER_A.key_id))
+    rewrite_checkpoint(path, 5, covers_seq=5, covers_hash=other, sig=sig)
+    assert verify(path, KEYS_A).reason == (
+        "record 6 (line 6): checkpoint covers_hash is not the previous record's line hash"
+    )
+
+
+def test_malformed_checkpoint_body(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 5, every=5)
+    rewrite_checkpoint(path, 5, covers_seq="5")
+    assert verify(path, KEYS_A) == VerifyReport(
+        False, 5, 6, 6,
+        "record 6 (line 6): checkpoint body needs exactly an integer 'covers_seq', "
+        "a sha256 'covers_hash' and string 'key_id' and 'sig'",
+    )
+    assert verify(path).ok  # shape is a signature-time check; the chain itself is intact
+
+
+def test_bad_public_keys_are_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_signed(path, 2, every=5)
+    assert verify(path, {"k": "no!"}) == VerifyReport(
+        False, 0, None, None, "public key k: not valid base64"
+    )
+    assert verify(path, {"k": SIGNER_A.public_b64}).reason == (
+        f"public key k: its key id is {SIGNER_A.key_id}"
+    )
+
+
+def test_checkpoint_kind_is_reserved_and_every_must_be_positive(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "a.jsonl", ticking()) as log, pytest.raises(AuditError) as err:
+        log.append("checkpoint", {"covers_seq": 0})
+    assert str(err.value) == "kind 'checkpoint' is reserved for signed checkpoints"
+    with pytest.raises(AuditError) as err:
+        AuditLog(tmp_path / "b.jsonl", ticking(), signer=SIGNER_A, checkpoint_every=0)
+    assert str(err.value) == "checkpoint_every must be at least 1, got 0"

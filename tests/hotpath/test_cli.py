@@ -93,3 +93,29 @@ def test_automation_reports_an_unreachable_redis(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert res.stderr.startswith(
         "hotpath automation: Redis at redis://127.0.0.1:1/0 unavailable: ")
+
+
+def test_audit_verify_checks_checkpoint_signatures(tmp_path: Path) -> None:
+    import base64
+
+    from escalation.audit_signing import Signer
+
+    signer = Signer.from_seed_b64(base64.b64encode(bytes(range(32))).decode())
+    other = Signer.from_seed_b64(base64.b64encode(bytes(32)).decode())
+    path = tmp_path / "audit.jsonl"
+    clock = iter(float(i) for i in range(100))
+    with AuditLog(path, lambda: next(clock), signer=signer, checkpoint_every=2) as log:
+        for i in range(4):
+            log.append("decision", {"n": i})
+            log.flush()
+    run = CliRunner().invoke
+    ok = run(main, ["audit", "verify", str(path), "--public-key", signer.public_b64])
+    assert (ok.exit_code, ok.stdout) == (
+        0, f"{path}: ok, 6 records, chain intact, 2 signed checkpoints verified\n")
+    wrong = run(main, ["audit", "verify", str(path), "--public-key", other.public_b64])
+    assert wrong.exit_code == 1
+    assert wrong.stderr == (f"{path}: TAMPERED: record 3 (line 3): checkpoint key "
+                            f"{signer.key_id} unknown\n")
+    bad = run(main, ["audit", "verify", str(path), "--public-key", "not base64!"])
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("hotpath audit verify: --public-key 1")
