@@ -184,5 +184,28 @@ def audit_verify(path: Path, public_keys: tuple[str, ...]) -> None:
                    err=True)
 
 
+@audit.command("show")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--service", default=None, help="Only this service.")
+@click.option("--region", default=None, help="Only this region (the series' region label).")
+@click.option("--since", default=None, help="30m, 2h, 1d, epoch seconds or ISO 8601 (with Z).")
+def audit_show(path: Path, service: str | None, region: str | None, since: str | None) -> None:
+    """The timeline of one service or region: decisions, actions, outcomes, kill switch."""
+    import time
+
+    from hotpath.audit_show import parse_since, render, select
+
+    try:
+        after = None if since is None else parse_since(since, time.time())
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since") from None
+    records = (orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip())
+    shown = 0
+    for rec in select(records, service=service, region=region, since=after):
+        click.echo(render(rec))
+        shown += 1
+    click.echo(f"{shown} records", err=True)
+
+
 if __name__ == "__main__":
     main()

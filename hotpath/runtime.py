@@ -152,7 +152,9 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         metrics.actions.labels(req.action, outcome).inc()
         audit.append("outcome", {
             "actor": "automation", "rule": req.rule, "action": req.action,
-            "target": req.target, "where": {"service": req.service},
+            "target": req.target,
+            "where": {"service": req.service,
+                      "labels": dict(req.params.get("evidence", {}).get("labels", {}))},
             "idempotency_key": req.idempotency_key,
             "evidence": {"finding_id": req.finding_id},
             "outcome": outcome, "status": result.status, "detail": result.detail,
