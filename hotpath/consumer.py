@@ -25,6 +25,8 @@ from hotpath.partition import PartitionState, StateFactory
 from hotpath.processor import TP, BatchResult, Processor
 
 log = logging.getLogger(__name__)
+# How long "nothing fetched" may last before the loop checks for unread data and says so.
+_STUCK_WARN_S = 30.0
 
 
 class PartitionStates(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -65,6 +67,7 @@ class PartitionStates(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in revoked}
+        log.info("partitions revoked: %s", sorted(gone))
         async with self.lock:
             await self.commit(only=gone)
             for tp in gone:
@@ -89,6 +92,8 @@ class PartitionStates(ConsumerRebalanceListener):  # type: ignore[misc]
                     self.processed[tp] = self.committed[tp] = ck.offset
                     self.restored[tp] = ck.offset
             self.states[tp] = state
+        log.info("partitions assigned: %s; resumed from checkpoints: %s",
+                 sorted((t.topic, t.partition) for t in assigned), self.restored)
 
 
 class ConsumeLoop:
@@ -109,10 +114,14 @@ class ConsumeLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         last_commit = last_tick = self.monotonic()
+        idle_since: float | None = None
         while not stop.is_set():
             got = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms,
                                               max_records=self.max_records)
+            if not got:
+                idle_since = self._note_idle(idle_since)
             if got:
+                idle_since = None
                 async with self.states.lock:
                     batch = {(tp.topic, tp.partition): recs for tp, recs in got.items()
                              if (tp.topic, tp.partition) in self.states.states}
@@ -138,6 +147,28 @@ class ConsumeLoop:
         # Clean shutdown: the last batch is done; make it durable and commit it.
         async with self.states.lock:
             await self.states.commit()
+
+    def _note_idle(self, idle_since: float | None) -> float | None:
+        """Say so when nothing arrives for a while although the broker holds unread data.
+
+        An idle partition is normal; an assigned partition with a high watermark above the
+        position that yields nothing is a stuck fetch, and the log should show it.
+        """
+        now = self.monotonic()
+        if idle_since is None:
+            return now
+        if now - idle_since < _STUCK_WARN_S:
+            return idle_since
+        behind = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            pos = self.states.processed.get((tp.topic, tp.partition))
+            if high is not None and (pos is None or high > pos):
+                behind[(tp.topic, tp.partition)] = (pos, high)
+        if behind:
+            log.warning("no records for %.0fs although partitions have unread data "
+                        "(position, high watermark): %s", now - idle_since, behind)
+        return now
 
     def _lag(self, tps: Any) -> None:
         for tp in tps:
