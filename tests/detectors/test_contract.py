@@ -7,10 +7,7 @@ with ties, any input order).
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import io
-import pkgutil
 from typing import Any
 
 import numpy as np
@@ -18,25 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import detectors
 from detectors.base import Detector, DetectorOutput
 from detectors.ensemble import Ensemble
 from detectors.waves import plan_waves
+from tests.detectors.helpers import discover
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _discover() -> list[type[Detector]]:
-    found: dict[str, type[Detector]] = {}
-    for info in pkgutil.iter_modules(detectors.__path__):
-        module = importlib.import_module(f"detectors.{info.name}")
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, Detector) and not inspect.isabstract(obj):
-                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
-    return sorted(found.values(), key=lambda cls: cls.name)
-
-
-DETECTORS = _discover()
+DETECTORS = discover()
 by_name = pytest.mark.parametrize("cls", DETECTORS, ids=[c.name for c in DETECTORS])
 
 

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 import numpy as np
 import pytest
 
 from detectors.errors import InputError
 from detectors.ewma import EwmaZScore, z_to_score
+from tests.detectors.helpers import feed, new_detector
 
-
-def feed(det: EwmaZScore, values: np.ndarray, start: float = 0.0, row: int = 0) -> Any:
-    n = len(values)
-    return det.update(np.full(n, row, np.intp), start + np.arange(n, dtype=np.float64), values)
-
-
-def make(n_series: int = 1, **params: Any) -> EwmaZScore:
-    det = EwmaZScore(**params)
-    det.resize(n_series)
-    return det
+make = partial(new_detector, EwmaZScore)
 
 
 def test_hand_computed_first_points() -> None:

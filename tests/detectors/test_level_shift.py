@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -10,18 +11,9 @@ import pytest
 from detectors.errors import InputError
 from detectors.ewma import EwmaZScore
 from detectors.level_shift import LevelShift
+from tests.detectors.helpers import feed, new_detector
 
-
-def feed(det: Any, values: Any, start: float = 0.0, row: int = 0) -> Any:
-    values = np.asarray(values, dtype=np.float64)
-    n = len(values)
-    return det.update(np.full(n, row, np.intp), start + np.arange(n, dtype=np.float64), values)
-
-
-def make(n_series: int = 1, **params: Any) -> LevelShift:
-    det = LevelShift(**params)
-    det.resize(n_series)
-    return det
+make = partial(new_detector, LevelShift)
 
 
 def test_hand_computed_cusum_run() -> None:

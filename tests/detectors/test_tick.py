@@ -8,10 +8,7 @@ until a point of it arrives (one silence, one report); and a later point re-arms
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import io
-import pkgutil
 from typing import Any
 
 import numpy as np
@@ -19,25 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import detectors
 from detectors.absence import Absence
 from detectors.base import Detector, TickOutput
 from detectors.ensemble import Ensemble, EnsembleTick, default_ensemble
 from detectors.errors import InputError
 from detectors.ewma import EwmaZScore
+from tests.detectors.helpers import discover
 
-
-def _discover() -> list[type[Detector]]:
-    found: dict[str, type[Detector]] = {}
-    for info in pkgutil.iter_modules(detectors.__path__):
-        module = importlib.import_module(f"detectors.{info.name}")
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, Detector) and not inspect.isabstract(obj):
-                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
-    return sorted(found.values(), key=lambda cls: cls.name)
-
-
-ALL = _discover()
+ALL = discover()
 TICKING = [cls for cls in ALL if cls.tick is not Detector.tick]
 SILENT = [cls for cls in ALL if cls.tick is Detector.tick]
 ticking = pytest.mark.parametrize("cls", TICKING, ids=[c.name for c in TICKING])
