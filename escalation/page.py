@@ -21,13 +21,14 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
 from escalation.decision import Decision, DecisionKind, Reason
 from escalation.executors.base import ActionRequest, ActionResult
+from escalation.request import Request
 
 Severity = Literal["critical", "error", "warning", "info"]
 
@@ -93,6 +94,8 @@ class Page:
     ts: float                  # event time of the finding
     created: float             # decision time
     action: str | None         # what automation tried, if anything
+    # approve/deny (and later console) URLs; empty for pages that ask nothing of the human
+    links: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object sent to receivers (field order as declared; NaN → null).
@@ -101,6 +104,7 @@ class Page:
         ['action', 'baseline', 'confidence']
         """
         out = {name: getattr(self, name) for name in _FIELDS}
+        out["links"] = dict(self.links)
         for name in ("value", "baseline", "deviation"):
             if math.isnan(out[name]):
                 out[name] = None
@@ -151,6 +155,7 @@ class Page:
                 ts=float(raw["ts"]),
                 created=float(raw["created"]),
                 action=None if raw["action"] is None else str(raw["action"]),
+                links={str(k): str(v) for k, v in dict(raw.get("links") or {}).items()},
             )
         except (TypeError, ValueError) as e:
             raise ValueError(f"page: bad field value: {e}") from None
@@ -206,6 +211,37 @@ def page_from_decision(decision: Decision, now: float) -> Page:
         ts=f.ts,
         created=now,
         action=rule.action if rule is not None else None,
+    )
+
+
+def request_page(req: Request, reason: str, now: float,
+                 links: dict[str, str] | None = None) -> Page:
+    """The page about a governed request (an agent's or a person's, or automation's after
+    the fact), built from the request alone so it can be sent after a restart (pure).
+
+    >>> from escalation.request import Actor, ActorKind
+    >>> req = Request(Actor(ActorKind.AGENT, "copilot"), "scale_out", "payments",
+    ...               "production", "deployment/payments", "k1", requested_at=5.0,
+    ...               evidence={"metric": "queue_depth", "value": 900.0, "baseline": 40.0})
+    >>> p = request_page(req, "approval required: risk high >= high", 6.0)
+    >>> p.summary
+    'agent:copilot asks scale_out deployment/payments (payments) — approval required: risk high >= high'
+    >>> p.dedup_key, p.metric, p.value, p.severity
+    ('hotpath-req_6ab9f1eb8f7d3388', 'queue_depth', 900.0, 'warning')
+    """
+    ev = dict(req.evidence)
+    return Page(
+        dedup_key=dedup_key_for(req.request_id),
+        summary=f"{req.actor} asks {req.action} {req.target} ({req.service}) — {reason}",
+        severity=_severity(req.severity.label), service=req.service,
+        metric=str(ev.get("metric", "")),
+        labels={str(k): str(v) for k, v in dict(ev.get("labels") or {}).items()},
+        value=_float(ev.get("value")), baseline=_float(ev.get("baseline")),
+        deviation=_float(ev.get("deviation")), confidence=_float(ev.get("confidence", 0.0)),
+        detectors=tuple(str(d) for d in ev.get("detectors") or ()), reasons=(reason,),
+        recent=tuple(float(v) for v in ev.get("recent") or ())[-RECENT_MAX:],
+        finding_id=req.finding_id or req.request_id, ts=req.event_ts or req.requested_at,
+        created=now, action=req.action, links=dict(links or {}),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import orjson
 
 _FIELDS = ("action", "target", "service", "finding_id", "idempotency_key", "rule", "params")
+_OPTIONAL = ("context",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +32,13 @@ class ActionRequest:
     idempotency_key: str
     rule: str
     params: dict[str, Any] = field(default_factory=dict)  # JSON-able
+    # The governed request behind it (``{"request": Request.to_dict(), "rollback_of": id}``),
+    # so the outcome can be audited, verified and paged with context after a restart.
+    context: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object sent to executors."""
-        return {name: getattr(self, name) for name in _FIELDS}
+        return {name: getattr(self, name) for name in (*_FIELDS, *_OPTIONAL)}
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -53,11 +57,14 @@ class ActionRequest:
                 raise ValueError(f"action request: missing field {name!r}")
         if not isinstance(raw["params"], dict):
             raise ValueError("action request: field 'params' must be an object")
+        context = raw.get("context", {})
+        if not isinstance(context, dict):
+            raise ValueError("action request: field 'context' must be an object")
         strings = {n: raw[n] for n in _FIELDS if n != "params"}
         for name, value in strings.items():
             if not isinstance(value, str):
                 raise ValueError(f"action request: field {name!r} must be a string")
-        return cls(**strings, params=raw["params"])
+        return cls(**strings, params=raw["params"], context=context)
 
 
 @dataclass(frozen=True, slots=True)
