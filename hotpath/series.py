@@ -58,6 +58,10 @@ class SeriesIndex:
         """Number of series (rows) known."""
         return len(self._keys)
 
+    def row(self, key: str) -> int | None:
+        """The row of a series key, None if this index has never seen it."""
+        return self._rows.get(key)
+
     def key(self, row: int) -> str:
         """Series key of ``row``."""
         return self._keys[row]
