@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 OnOutcome = Callable[[ActionRequest, ActionResult], Awaitable[None]]
 OnAttempt = Callable[[str, Outcome, float], None]
 
+_UNKNOWN_OUTCOME = ("outcome unknown: a runner stopped while this non-idempotent action was "
+                    "in flight; not sent again")
 # Marks outlive any redelivery: Kafka retention plus restarts is days, not weeks.
 _MARK_TTL_S = 7 * 24 * 3600
 
@@ -116,6 +118,9 @@ class ActionRunner:
         # Fewer tries than pages: a remediation late by a minute may no longer be the right
         # one; the failure is paged and a human decides.
         max_attempts: int = 5,
+        # Per request (``Router.attempts_for``): 1 for actions not declared idempotent, since
+        # a retried timeout may run them twice. None: ``max_attempts`` for every request.
+        attempts_for: Callable[[ActionRequest], int] | None = None,
         on_attempt: OnAttempt = _ignore,
         consumer: str = "runner",
         batch: int = 8,
@@ -130,6 +135,7 @@ class ActionRunner:
         self._on_outcome = on_outcome
         self._sleep = sleep
         self._max_attempts = max_attempts
+        self._attempts_for = attempts_for
         self._on_attempt = on_attempt
         self._consumer = consumer
         self._batch = batch
@@ -181,10 +187,17 @@ class ActionRunner:
         if mark.get("state") == "done":
             result = ActionResult.from_dict(mark["result"])
         else:
-            if mark.get("state") == "started":
-                log.warning("action %s was started before (crash or duplicate); sending "
-                            "again under the same idempotency key", req.idempotency_key)
-            result = await self._execute(req)
+            if mark.get("state") == "started" and not self._retry_safe(req):
+                # It may have run: sending a non-idempotent action again could run it twice.
+                # A person finds out what happened (the failure is paged), nothing is re-sent.
+                log.warning("action %s was started before and is not idempotent; not sending "
+                            "again, reporting the outcome as unknown", req.idempotency_key)
+                result = ActionResult(False, None, _UNKNOWN_OUTCOME, 0.0)
+            else:
+                if mark.get("state") == "started":
+                    log.warning("action %s was started before (crash or duplicate); sending "
+                                "again under the same idempotency key", req.idempotency_key)
+                result = await self._execute(req)
             await self._set_mark(key, {"state": "done", "result": result.to_dict()})
         try:
             await self._on_outcome(req, result)
@@ -197,13 +210,17 @@ class ActionRunner:
         await self._set_mark(key, {"state": "reported", "result": result.to_dict()})
         await self._queue.ack(entry_id)
 
+    def _retry_safe(self, req: ActionRequest) -> bool:
+        return self._attempts_for is None or self._attempts_for(req) > 1
+
     async def _execute(self, req: ActionRequest) -> ActionResult:
         r = await with_retries(
             partial(self._executor.execute, req),
             backoff=self._backoff,
             sleep=self._sleep,
             clock=self._clock,
-            max_attempts=self._max_attempts,
+            max_attempts=(self._max_attempts if self._attempts_for is None
+                          else self._attempts_for(req)),
             on_attempt=partial(self._on_attempt, self._executor.name),
         )
         if r.value is not None:

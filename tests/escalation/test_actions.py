@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,13 +14,15 @@ import redis.asyncio as aioredis
 
 from escalation.actions import ActionQueue, ActionRunner
 from escalation.backoff import Backoff
+from escalation.catalogue import ActionSpec
 from escalation.errors import PermanentDeliveryError, RetryableDeliveryError
 from escalation.executors.base import ActionRequest, ActionResult, Executor
 from escalation.executors.fake import FakeExecutor
+from escalation.executors.router import Router
 from escalation.executors.webhook import WebhookExecutor
 from hotpath.services.redis_server import RedisServer
 
-from .conftest import Receiver
+from .conftest import Receiver, Reply
 from .test_executor_webhook import REQ
 
 STREAM = "hotpath:actions"
@@ -50,10 +53,12 @@ class Rig:
             raise RuntimeError("audit disk full")
         self.outcomes.append((req, result))
 
-    def runner(self, executor: Executor, consumer: str = "r1") -> ActionRunner:
+    def runner(self, executor: Executor, consumer: str = "r1",
+               attempts_for: Callable[[ActionRequest], int] | None = None) -> ActionRunner:
         return ActionRunner(
             self.queue, executor, Backoff(jitter=lambda: 1.0), clock=lambda: 0.0,
             on_outcome=self.on_outcome, sleep=self.sleep, consumer=consumer, block_ms=10,
+            attempts_for=attempts_for,
         )
 
 
@@ -122,6 +127,21 @@ async def test_a_request_started_before_a_crash_is_sent_again(
     assert len(r.outcomes) == 1
 
 
+async def test_a_non_idempotent_request_started_before_a_crash_is_not_sent_again(
+    redis_client: aioredis.Redis,
+) -> None:
+    await redis_client.set(MARK, orjson.dumps({"state": "started"}))
+    r = Rig(ActionQueue(redis_client))
+    ex = FakeExecutor()
+    await r.queue.put_many([REQ])
+    await r.runner(ex, attempts_for=lambda _: 1).run_once()
+    assert ex.executed == []  # it may have run once already: never a second time
+    assert r.outcomes == [(REQ, ActionResult(
+        False, None, "outcome unknown: a runner stopped while this non-idempotent action "
+        "was in flight; not sent again", 0.0))]
+    assert (await mark(redis_client))["state"] == "reported"
+
+
 async def test_a_done_but_unreported_result_is_reported_without_executing(
     redis_client: aioredis.Redis,
 ) -> None:
@@ -177,3 +197,36 @@ async def test_run_backs_off_while_redis_is_down_and_resumes(
     stop.set()
     await asyncio.wait_for(task, 5)
     assert r.slept and ex.executed == [REQ]
+
+
+async def test_attempts_per_action_retry_only_idempotent_ones(
+    redis_client: aioredis.Redis, receiver: Receiver, http_session: aiohttp.ClientSession,
+) -> None:
+    receiver.default = Reply(503, body=b"upstream busy")
+    router = Router(
+        {"webhook": WebhookExecutor(http_session, receiver.url)},
+        {"restart_pods": ActionSpec("restart_pods", max_attempts=3),
+         "drain_node": ActionSpec("drain_node", idempotent=False, max_attempts=3)},
+    )
+    drain = replace(REQ, action="drain_node", idempotency_key="drain:f1")
+    r = Rig(ActionQueue(redis_client))
+    await r.queue.put_many([drain, REQ])
+    await r.runner(router, attempts_for=router.attempts_for).run_once()
+    calls = [q.headers["Idempotency-Key"] for q in receiver.received]
+    assert sorted(calls) == ["drain:f1", "restart:f1", "restart:f1", "restart:f1"]
+    assert sorted((req.action, res.ok, res.status, res.detail) for req, res in r.outcomes) == [
+        ("drain_node", False, 503, "router: HTTP 503: upstream busy (after 1 attempt(s))"),
+        ("restart_pods", False, 503, "router: HTTP 503: upstream busy (after 3 attempt(s))"),
+    ]
+    assert r.slept == [0.2, 0.4]  # only the idempotent action waited between tries
+
+
+async def test_without_attempts_for_every_action_gets_max_attempts(
+    redis_client: aioredis.Redis,
+) -> None:
+    r = Rig(ActionQueue(redis_client))
+    ex = FakeExecutor(failures=[RetryableDeliveryError("HTTP 503", status=503)] * 6)
+    await r.queue.put_many([REQ])
+    await r.runner(ex).run_once()
+    assert len(ex.attempts) == 5
+    assert [res.detail for _, res in r.outcomes] == ["fake: HTTP 503 (after 5 attempt(s))"]
