@@ -25,6 +25,10 @@ the line hash the next ``prev`` uses), the ``key_id`` and an Ed25519 ``sig`` ove
 canonical JSON of those three. ``verify(path, public_keys)`` checks every checkpoint; a
 rewritten chain cannot carry valid checkpoints without the private key.
 
+An ``on_flush`` listener hears of each record once it is durable (after the fsync and the
+head file), with the exact line bytes, so a mirror (``hotpath.audit_mirror``) can copy the
+chain elsewhere without re-serialising it.
+
 >>> import pathlib, tempfile
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl"
 >>> with AuditLog(path, clock=lambda: 1764132000.25) as log:
@@ -40,8 +44,8 @@ import fcntl
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -67,12 +71,15 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
+    """One record; ``line`` is its exact bytes in the file, newline included."""
+
     seq: int
     ts: float
     kind: str
     body: dict[str, Any]
     prev: str
     hash: str
+    line: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +161,7 @@ def _parse(content: bytes) -> AuditRecord:
     digest = obj.pop("hash")
     if hashlib.sha256(orjson.dumps(obj, option=_OPTS)).hexdigest() != digest:
         raise _BadLine("hash mismatch (record edited)", known)
-    return AuditRecord(known, ts, obj["kind"], obj["body"], obj["prev"], digest)
+    return AuditRecord(known, ts, obj["kind"], obj["body"], obj["prev"], digest, content + b"\n")
 
 
 def _where(line: int, seq: int | None) -> str:
@@ -369,6 +376,10 @@ class AuditLog:
     records have been appended since the last one, and ``close`` covers any records left.
     The count lives in memory: after a reopen it restarts, except that an uncovered tail
     left by the previous writer (a crash before its close) is covered at the next flush.
+
+    ``on_flush`` is called at the end of every flush that wrote records, with those records
+    in order (checkpoints included). They are durable by then, so the listener must not
+    raise: an exception would reach the flush's caller though nothing failed to persist.
     """
 
     def __init__(
@@ -377,6 +388,7 @@ class AuditLog:
         clock: Callable[[], float],
         signer: Signer | None = None,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        on_flush: Callable[[Sequence[AuditRecord]], None] | None = None,
     ) -> None:
         if checkpoint_every < 1:
             raise AuditError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
@@ -384,6 +396,7 @@ class AuditLog:
         self._clock = clock
         self._signer = signer
         self._checkpoint_every = checkpoint_every
+        self._on_flush = on_flush
         created = not path.exists()
         self._file = path.open("ab")
         try:
@@ -401,6 +414,7 @@ class AuditLog:
             self._file.close()
             raise
         self._buf: list[bytes] = []
+        self._recs: list[AuditRecord] = []  # the buffered records, kept only for on_flush
         self._last_hash = ""  # set by append; the head only changes after one
         self._broken: str | None = None
         # Records since the last checkpoint; a previous writer's uncovered tail counts as
@@ -445,7 +459,10 @@ class AuditLog:
         self._buf.append(line + b"\n")
         self._seq, self._prev = seq, hashlib.sha256(line).hexdigest()
         self._last_hash = digest
-        return AuditRecord(seq, ts, kind, body, prev, digest)
+        rec = AuditRecord(seq, ts, kind, body, prev, digest, self._buf[-1])
+        if self._on_flush is not None:
+            self._recs.append(rec)
+        return rec
 
     def flush(self) -> None:
         """One write and one fsync of the buffered records, then the head file."""
@@ -470,6 +487,9 @@ class AuditLog:
             self._broken = f"flush failed: {e}"
             raise AuditError(f"{self._path}: {self._broken}") from e
         self._buf.clear()
+        if self._on_flush is not None:
+            durable, self._recs = self._recs, []
+            self._on_flush(durable)
 
     def close(self) -> None:
         if self._file.closed:

@@ -12,8 +12,10 @@ them), where it runs and who owns it.
 ...                                  "additionalProperties": False})
 >>> spec.param_errors({"replicas": 2})
 ()
->>> spec.param_errors({"replicas": 0, "force": True})
-('params.replicas: 0 is less than the minimum of 1', "params: Additional properties are not allowed ('force' was unexpected)")
+>>> for problem in spec.param_errors({"replicas": 0, "force": True}):
+...     print(problem)
+params.replicas: 0 is less than the minimum of 1
+params: Additional properties are not allowed ('force' was unexpected)
 >>> Risk.parse("high") >= Risk.MEDIUM
 True
 """

@@ -3,37 +3,48 @@
 DESIGN.md "Deciding": for each finding, in order, each step recording its reason:
 
 1. below the page threshold → record only;
-2. a remediation rule matches, confidence ≥ its automation threshold, policy allows the
-   action for this service and environment, automation is not paused, no approval is
-   required, and the budget has room → act;
-3. otherwise → page a human, saying why automation did not act.
+2. a remediation rule matches and confidence ≥ its automation threshold → the rule's
+   action is *requested* from the control plane (:mod:`escalation.control`) as
+   ``automation:<rule>``, which applies the kill switch, policy, approval and limits — the
+   same path an agent's or a person's request takes;
+3. otherwise, or when the control plane refuses → page a human, saying why.
 
-The budget lives in Redis, so deciding is two pure steps around one atomic claim:
-:func:`decide` gives the decision as far as it can be known without the budget store
-(an ``ACT`` from it means "act if the budget has room"); the caller claims the budget
-only for those, then :func:`settle` folds the claim's outcome in.
+So deciding is two pure steps around one control-plane call per batch: :func:`decide` says
+whether automation wants to act (``ACT`` here means "ask"), :func:`request_for` builds the
+request, and :func:`settle` folds the control plane's :class:`Submission` in.
 
 >>> from escalation.finding import Finding
+>>> from escalation.submission import Submission, SubmitStatus
+>>> from escalation.verdict import Check, Stage
 >>> f = Finding("f1", "k", "checkout", "error_ratio", {}, 0.0, 0.2, 0.01, 9.0, 0.95, ("ewma",))
 >>> rule = RemediationRule("restart", action="restart_pods", metric="error_ratio",
 ...                        min_confidence=0.9)
->>> ctx = DecisionContext(page_threshold=0.7, rules=(rule,),
-...                       policy=(PolicyGrant(action="restart_pods"),))
->>> d = decide(f, ctx)
+>>> d = decide(f, DecisionContext(page_threshold=0.7, rules=(rule,)))
 >>> d.kind, [r.value for r in d.reasons]
 (<DecisionKind.ACT: 'act'>, ['rule matched'])
->>> d2 = settle(d, BudgetOutcome(BudgetStatus.EXHAUSTED, used=3, limit=3))
+>>> req = request_for(d, now=1.0)
+>>> str(req.actor), req.idempotency_key, req.severity.label
+('automation:restart', 'restart:f1', 'critical')
+>>> refused = Check.refuse(Stage.LIMITS, "budget_action_service", "restart_pods/checkout 3/3")
+>>> d2 = settle(d, Submission(req, SubmitStatus.REFUSED, (refused,)))
 >>> d2.kind, d2.reasons[-1].value
 (<DecisionKind.PAGE: 'page'>, 'budget exhausted')
+>>> d2.detail
+'limits: budget_action_service: restart_pods/checkout 3/3'
+
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from typing import Any
 
 from escalation.finding import Finding
+from escalation.request import Actor, ActorKind, Request, Severity
+from escalation.submission import Submission, SubmitStatus
 
 
 class DecisionKind(enum.Enum):
@@ -48,32 +59,23 @@ class Reason(enum.Enum):
     BELOW_PAGE_THRESHOLD = "below page threshold"
     NO_RULE = "no remediation rule"
     LOW_CONFIDENCE = "confidence below automation threshold"
-    POLICY_DENIED = "policy does not allow the action here"
-    PAUSED = "automation paused"
-    APPROVAL_REQUIRED = "approval required"
     RULE_MATCHED = "rule matched"
-    BUDGET_CLAIMED = "budget claimed"
+    # The control plane's answer (the Check's code, in the page's words).
+    PAUSED = "automation paused"
+    POLICY_DENIED = "policy does not allow the action here"
+    CHANGE_FREEZE = "change freeze"
+    DRY_RUN = "dry run: allowed, not executed"
+    APPROVAL_REQUIRED = "approval required"
+    LIMITS_CLAIMED = "limits claimed"
     BUDGET_EXHAUSTED = "budget exhausted"
+    CONCURRENCY = "too many actions in flight"
+    COOLDOWN = "target in cool-down"
+    BLAST_RADIUS = "blast radius limit"
     BUDGET_UNAVAILABLE = "budget store unavailable"
     DUPLICATE = "already handled (idempotency key claimed before)"
     # Outcomes after the decision, for pages about automation that did not work out.
     QUEUE_UNAVAILABLE = "action queue unavailable"
     ACTION_FAILED = "remediation failed"
-
-
-class BudgetStatus(enum.Enum):
-    CLAIMED = "claimed"          # room in the window; the idempotency key is now ours
-    DUPLICATE = "duplicate"      # the idempotency key was claimed before: a replay
-    EXHAUSTED = "exhausted"      # no room left in the rolling window
-    UNAVAILABLE = "unavailable"  # Redis unreachable or too slow: fail closed
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetOutcome:
-    status: BudgetStatus
-    used: int = 0     # actions counted in the window after this claim
-    limit: int = 0
-    window_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +88,7 @@ class RemediationRule:
     metric: str = "*"           # glob over the finding's metric
     min_confidence: float = 0.9
     target: str = "{service}"   # formatted with service, metric and labels
-    budget_limit: int = 3       # actions per (action, service) in the rolling window
-    budget_window_s: float = 3600.0
-    approval_required: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)  # the action's parameters
 
     def matches(self, f: Finding) -> bool:
         return fnmatchcase(f.service, self.service) and fnmatchcase(f.metric, self.metric)
@@ -98,27 +98,9 @@ class RemediationRule:
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyGrant:
-    """Automation may run ``action`` on services matching ``services`` in ``environments``."""
-
-    action: str
-    services: tuple[str, ...] = ("*",)
-    environments: tuple[str, ...] = ("*",)
-
-    def allows(self, action: str, service: str, environment: str) -> bool:
-        return (
-            action == self.action
-            and any(fnmatchcase(service, s) for s in self.services)
-            and any(fnmatchcase(environment, e) for e in self.environments)
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class DecisionContext:
     page_threshold: float
     rules: tuple[RemediationRule, ...] = ()
-    policy: tuple[PolicyGrant, ...] = ()
-    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +109,12 @@ class Decision:
     reasons: tuple[Reason, ...]
     finding: Finding
     rule: RemediationRule | None = None
-    budget: BudgetOutcome | None = field(default=None)
+    submission: Submission | None = None  # the control plane's answer, when automation asked
+    detail: str = ""                       # the deciding check, in words
+
+    @property
+    def request_id(self) -> str | None:
+        return None if self.submission is None else self.submission.request.request_id
 
     @property
     def idempotency_key(self) -> str | None:
@@ -138,11 +125,12 @@ class Decision:
 
     @property
     def reason_text(self) -> str:
-        return "; ".join(r.value for r in self.reasons)
+        text = "; ".join(r.value for r in self.reasons)
+        return f"{text} ({self.detail})" if self.detail else text
 
 
 def decide(f: Finding, ctx: DecisionContext) -> Decision:
-    """Everything but the budget: ACT here means "act if the budget has room"."""
+    """Whether automation wants to act: ``ACT`` here means "ask the control plane"."""
     if f.confidence < ctx.page_threshold:
         return Decision(DecisionKind.RECORD, (Reason.BELOW_PAGE_THRESHOLD,), f)
     rule = next((r for r in ctx.rules if r.matches(f)), None)
@@ -150,26 +138,60 @@ def decide(f: Finding, ctx: DecisionContext) -> Decision:
         return Decision(DecisionKind.PAGE, (Reason.NO_RULE,), f)
     if f.confidence < rule.min_confidence:
         return Decision(DecisionKind.PAGE, (Reason.LOW_CONFIDENCE,), f, rule)
-    if not any(g.allows(rule.action, f.service, f.environment) for g in ctx.policy):
-        return Decision(DecisionKind.PAGE, (Reason.POLICY_DENIED,), f, rule)
-    if ctx.paused:
-        return Decision(DecisionKind.PAGE, (Reason.PAUSED,), f, rule)
-    if rule.approval_required:
-        return Decision(DecisionKind.PAGE, (Reason.APPROVAL_REQUIRED,), f, rule)
     return Decision(DecisionKind.ACT, (Reason.RULE_MATCHED,), f, rule)
 
 
+def request_for(d: Decision, now: float) -> Request:
+    """The control-plane request for a decision that wants to act, with its evidence."""
+    assert d.rule is not None and d.idempotency_key is not None
+    f = d.finding
+    return Request(
+        actor=Actor(ActorKind.AUTOMATION, d.rule.name), action=d.rule.action,
+        service=f.service, environment=f.environment, target=d.rule.target_for(f),
+        idempotency_key=d.idempotency_key, requested_at=now,
+        severity=Severity.from_confidence(f.confidence), region=f.labels.get("region", ""),
+        params=dict(d.rule.params), reason=f"rule {d.rule.name} matched {f.metric}",
+        event_ts=f.ts, finding_id=f.finding_id,
+        evidence={"finding_id": f.finding_id, "series": f.series_key, "metric": f.metric,
+                  "labels": dict(f.labels), "ts": f.ts, "value": f.value,
+                  "baseline": f.baseline, "deviation": f.deviation,
+                  "confidence": f.confidence, "detectors": list(f.detectors),
+                  "recent": list(f.recent)},
+    )
+
+
+# Refusal codes (escalation.policy / escalation.limits) → the reason a page states.
+_REFUSALS = {
+    "paused": Reason.PAUSED,
+    "change_freeze": Reason.CHANGE_FREEZE,
+    "budget_action_service": Reason.BUDGET_EXHAUSTED,
+    "budget_service": Reason.BUDGET_EXHAUSTED,
+    "budget_global": Reason.BUDGET_EXHAUSTED,
+    "concurrency_service": Reason.CONCURRENCY,
+    "concurrency_global": Reason.CONCURRENCY,
+    "cooldown": Reason.COOLDOWN,
+    "blast_radius": Reason.BLAST_RADIUS,
+    "blast_services": Reason.BLAST_RADIUS,
+    "unavailable": Reason.BUDGET_UNAVAILABLE,
+    "queue_unavailable": Reason.QUEUE_UNAVAILABLE,
+}
+
 _SETTLED = {
-    BudgetStatus.CLAIMED: (DecisionKind.ACT, Reason.BUDGET_CLAIMED),
-    BudgetStatus.DUPLICATE: (DecisionKind.RECORD, Reason.DUPLICATE),
-    BudgetStatus.EXHAUSTED: (DecisionKind.PAGE, Reason.BUDGET_EXHAUSTED),
-    BudgetStatus.UNAVAILABLE: (DecisionKind.PAGE, Reason.BUDGET_UNAVAILABLE),
+    SubmitStatus.QUEUED: (DecisionKind.ACT, Reason.LIMITS_CLAIMED),
+    SubmitStatus.DUPLICATE: (DecisionKind.RECORD, Reason.DUPLICATE),
+    SubmitStatus.DRY_RUN: (DecisionKind.RECORD, Reason.DRY_RUN),
+    SubmitStatus.PENDING_APPROVAL: (DecisionKind.PAGE, Reason.APPROVAL_REQUIRED),
 }
 
 
-def settle(d: Decision, budget: BudgetOutcome) -> Decision:
-    """Fold the budget claim into a decision that wanted to act."""
+def settle(d: Decision, sub: Submission) -> Decision:
+    """Fold the control plane's answer into a decision that asked to act."""
     if d.kind is not DecisionKind.ACT:
         return d
-    kind, reason = _SETTLED[budget.status]
-    return replace(d, kind=kind, reasons=(*d.reasons, reason), budget=budget)
+    if sub.status is SubmitStatus.REFUSED:
+        code = sub.checks[-1].code if sub.checks else ""
+        kind, reason = DecisionKind.PAGE, _REFUSALS.get(code, Reason.POLICY_DENIED)
+    else:
+        kind, reason = _SETTLED[sub.status]
+    return replace(d, kind=kind, reasons=(*d.reasons, reason), submission=sub,
+                   detail=sub.reason)

@@ -223,9 +223,9 @@ def request_page(req: Request, reason: str, now: float,
     >>> req = Request(Actor(ActorKind.AGENT, "copilot"), "scale_out", "payments",
     ...               "production", "deployment/payments", "k1", requested_at=5.0,
     ...               evidence={"metric": "queue_depth", "value": 900.0, "baseline": 40.0})
-    >>> p = request_page(req, "approval required: risk high >= high", 6.0)
-    >>> p.summary
-    'agent:copilot asks scale_out deployment/payments (payments) — approval required: risk high >= high'
+    >>> p = request_page(req, "approval required: risk high", 6.0)
+    >>> print(p.summary)
+    agent:copilot asks scale_out deployment/payments (payments) — approval required: risk high
     >>> p.dedup_key, p.metric, p.value, p.severity
     ('hotpath-req_6ab9f1eb8f7d3388', 'queue_depth', 900.0, 'warning')
     """

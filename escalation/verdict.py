@@ -4,9 +4,9 @@ Every stage (policy, limits, approval, execution, verification) returns a :class
 whether the request may go on, a stable ``code`` (metric label, audit field, what tests
 assert) and a ``detail`` a human reads in the page or the ``policy test`` output.
 
->>> c = Check.refuse(Stage.POLICY, "freeze", "change freeze 'black-friday' until 2026-11-30T00:00:00Z")
+>>> c = Check.refuse(Stage.POLICY, "change_freeze", "'black-friday' until 2026-11-30T00:00Z")
 >>> c.ok, str(c)
-(False, 'policy: freeze: change freeze \\'black-friday\\' until 2026-11-30T00:00:00Z')
+(False, "policy: change_freeze: 'black-friday' until 2026-11-30T00:00Z")
 >>> str(Check.allow(Stage.LIMITS, "claimed", "budget 1/3 per hour"))
 'limits: claimed: budget 1/3 per hour'
 """

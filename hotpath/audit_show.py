@@ -44,7 +44,8 @@ def parse_since(text: str, now: float) -> float:
 def _where(rec: dict[str, Any]) -> tuple[str | None, str | None]:
     where = rec.get("body", {}).get("where", {})
     labels = where.get("labels") or {}
-    return where.get("service"), labels.get("region")
+    # Governed records name the region; automation's decisions carry the series' labels.
+    return where.get("service"), where.get("region") or labels.get("region")
 
 
 def select(records: Iterable[dict[str, Any]], *, service: str | None, region: str | None,

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from hotpath.errors import ConfigError
+
+if TYPE_CHECKING:
+    from escalation.limits import LimitOutcome
+    from escalation.request import Request
+    from hotpath.config import Config
 
 
 @click.group()
@@ -207,5 +213,114 @@ def audit_show(path: Path, service: str | None, region: str | None, since: str |
     click.echo(f"{shown} records", err=True)
 
 
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--since", default=None, help="30m, 2h, 1d, epoch seconds or ISO 8601 (with Z).")
+@click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
+@click.option("--no-verify", is_flag=True,
+              help="Skip checking the hash chain first (the numbers may then lie).")
+def report(path: Path, since: str | None, as_json: bool, no_verify: bool) -> None:
+    """The scorecard of governed remediation, computed from the audit log.
+
+    The chain is verified first: a scorecard over an edited log would report what the
+    editor wanted, so a broken chain is refused (exit 1) unless --no-verify.
+    """
+    import time
+
+    from escalation.audit import verify
+    from escalation.report import scorecard
+    from escalation.report_text import render
+    from hotpath.audit_show import parse_since
+
+    try:
+        after = None if since is None else parse_since(since, time.time())
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since") from None
+    if not no_verify:
+        checked = verify(path)
+        if not checked.ok:
+            click.echo(f"{path}: TAMPERED: {checked.reason}", err=True)
+            sys.exit(1)
+    records = []
+    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            click.echo(f"{path}: line {n}: not a JSON object", err=True)
+            sys.exit(1)
+        records.append(rec)
+    card = scorecard(records, since=after)
+    if as_json:
+        click.echo(orjson.dumps(card.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(render(card))
+
+
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def policy() -> None:
+    """Try requests against the policy in the config, without acting."""
+
+
+@policy.command("test")
+@click.argument("request_path", metavar="REQUEST.json",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_CONFIG_OPTION
+@click.option("--limits", "with_limits", is_flag=True,
+              help="Also read the shared limits in Redis (claims nothing).")
+def policy_test(request_path: Path, config_path: Path, with_limits: bool) -> None:
+    """Print the decision and every reason for one request; exit 1 if it would be refused."""
+    import asyncio
+    import time
+
+    from escalation.request_parse import RequestError, parse_request
+    from hotpath.config import load_config
+    from hotpath.policy_whatif import render, run_policy_test
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        click.echo(f"{config_path}: {e}", err=True)
+        sys.exit(2)
+    try:
+        raw = orjson.loads(request_path.read_bytes())
+        req = parse_request(raw, actor=None, now=time.time(),
+                            default_environment=cfg.decide.environment)
+    except orjson.JSONDecodeError as e:
+        click.echo(f"{request_path}: not JSON: {e}", err=True)
+        sys.exit(2)
+    except RequestError as e:
+        click.echo(f"{request_path}: {e}", err=True)
+        sys.exit(2)
+    limits = asyncio.run(_peek_limits(cfg, req)) if with_limits else None
+    result = run_policy_test(req, cfg.catalogue(), cfg.policy.policy(), limits)
+    click.echo(render(result))
+    sys.exit(result.exit_code)
+
+
+async def _peek_limits(cfg: Config, req: Request) -> LimitOutcome:
+    import time
+
+    import redis.asyncio as aioredis
+
+    from escalation.limits import LimitRequest, RedisLimits
+    from hotpath.governance import governance
+
+    client = aioredis.from_url(cfg.redis.url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        gov = governance(cfg)
+        budget = gov.rule_budgets.get(req.actor.name) if req.actor.kind.value == "automation" \
+            else None
+        limits = RedisLimits(client, cfg.limits.limits(), time.time, timeout_s=5.0,
+                             prefix=cfg.redis.key_prefix)
+        return await limits.peek(LimitRequest(req, cfg.catalogue().service(req.service).targets,
+                                              budget))
+    finally:
+        await client.aclose()

@@ -27,9 +27,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from escalation.decision import PolicyGrant, RemediationRule
+from escalation.catalogue import Catalogue
+from escalation.decision import RemediationRule
+from escalation.executors.command import template_problems
+from escalation.limits import Window
+from escalation.policy import policy_problems
 from hotpath.detector_config import DetectorSetConfig, ProfileConfig
 from hotpath.errors import ConfigError
+from hotpath.governance_config import (
+    ActionConfig,
+    ApiConfig,
+    LimitsConfig,
+    PolicySection,
+    PrincipalConfig,
+    ServiceConfig,
+    WindowConfig,
+    catalogue_of,
+)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -107,37 +121,27 @@ class DecideConfig(_Model):
     environment: str = "production"
 
 
-class BudgetConfig(_Model):
-    limit: Annotated[int, Field(ge=0)] = 3
-    window_s: Positive = 3600.0
-
-
 class RemediationConfig(_Model):
+    """An automation rule: which findings it covers and which catalogue action it asks for."""
+
     name: str
     action: str
     service: str = "*"
     metric: str = "*"
     min_confidence: Probability = 0.9
     target: str = "{service}"
-    budget: BudgetConfig = BudgetConfig()
-    approval_required: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+    # This rule's own (action, service) budget; unset: limits.per_action_service.
+    budget: WindowConfig | None = None
 
     def rule(self) -> RemediationRule:
         return RemediationRule(
             name=self.name, action=self.action, service=self.service, metric=self.metric,
-            min_confidence=self.min_confidence, target=self.target,
-            budget_limit=self.budget.limit, budget_window_s=self.budget.window_s,
-            approval_required=self.approval_required,
+            min_confidence=self.min_confidence, target=self.target, params=self.params,
         )
 
-
-class PolicyConfig(_Model):
-    action: str
-    services: tuple[str, ...] = ("*",)
-    environments: tuple[str, ...] = ("*",)
-
-    def grant(self) -> PolicyGrant:
-        return PolicyGrant(self.action, self.services, self.environments)
+    def budget_window(self) -> Window | None:
+        return None if self.budget is None else self.budget.window()
 
 
 class AutomationConfig(_Model):
@@ -147,6 +151,18 @@ class AutomationConfig(_Model):
 class WebhookConfig(_Model):
     url: str
     timeout_s: Positive = 5.0
+
+
+class ExecutorWebhookConfig(WebhookConfig):
+    # HMAC-SHA256 signing key of the request body (the variable's value; unset: unsigned).
+    secret_env: str | None = "HOTPATH_WEBHOOK_SECRET"
+
+
+class CommandExecutorConfig(_Model):
+    # Programs a command action may run, as absolute paths: a template naming anything
+    # else is refused at run time, and at config check here.
+    allow: tuple[str, ...] = Field(min_length=1)
+    timeout_s: Positive = 30.0
 
 
 class ConsolePagerConfig(_Model):
@@ -160,11 +176,24 @@ class PagersConfig(_Model):
 
 
 class ExecutorsConfig(_Model):
-    webhook: WebhookConfig | None = None
+    webhook: ExecutorWebhookConfig | None = None
+    command: CommandExecutorConfig | None = None
+    # plugin name (entry point in group hotpath.executors) → its options
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class AuditMirrorConfig(_Model):
+    # Each processor's chain needs its own partition: replicas writing one partition would
+    # interleave their chains (give each replica its own `partition`).
+    topic: str = "hotpath.audit"
+    partition: Annotated[int, Field(ge=0)] = 0
 
 
 class AuditConfig(_Model):
     path: Path = Path("audit.jsonl")
+    # A copy of every record on Kafka, for readers who cannot reach this host's disk;
+    # null: the local file only.
+    mirror: AuditMirrorConfig | None = AuditMirrorConfig()
 
 
 class MetricsConfig(_Model):
@@ -183,23 +212,64 @@ class Config(_Model):
     detectors: DetectorsConfig = DetectorsConfig()
     decide: DecideConfig = DecideConfig()
     automation: AutomationConfig = AutomationConfig()
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    actions: dict[str, ActionConfig] = Field(default_factory=dict)
     remediations: tuple[RemediationConfig, ...] = ()
-    policy: tuple[PolicyConfig, ...] = ()
+    limits: LimitsConfig = LimitsConfig()
+    policy: PolicySection = PolicySection()
+    principals: tuple[PrincipalConfig, ...] = ()
+    api: ApiConfig = ApiConfig()
     executors: ExecutorsConfig = ExecutorsConfig()
     pagers: PagersConfig = PagersConfig()
     audit: AuditConfig = AuditConfig()
     metrics: MetricsConfig = MetricsConfig()
     spool: SpoolConfig = SpoolConfig()
 
-    @model_validator(mode="after")
-    def _remediations_runnable(self) -> Config:
-        names = [r.name for r in self.remediations]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"remediation names must be unique: {', '.join(dup)}")
-        if self.remediations and self.executors.webhook is None:
-            raise ValueError("remediations need an executor: set executors.webhook")
-        return self
+    def cross_problems(self) -> list[tuple[tuple[int | str, ...], str]]:
+        """Mistakes between sections (a rule naming an action the catalogue lacks, ...),
+        each with the YAML path it is about, so the error can name the line."""
+        out: list[tuple[tuple[int | str, ...], str]] = []
+        seen: set[str] = set()
+        for i, r in enumerate(self.remediations):
+            if r.name in seen:
+                out.append((("remediations", i, "name"),
+                            f"remediation name {r.name!r} is used twice"))
+            seen.add(r.name)
+            if r.action not in self.actions:
+                out.append((("remediations", i, "action"),
+                            f"action {r.action!r} is not in actions"))
+        ex = self.executors
+        for name, a in self.actions.items():
+            if a.rollback is not None and (a.rollback not in self.actions or a.rollback == name):
+                out.append((("actions", name, "rollback"),
+                            f"rollback {a.rollback!r} must be another action in actions"))
+            if a.executor == "webhook" and ex.webhook is None:
+                out.append((("actions", name, "executor"),
+                            "runs on the webhook executor: set executors.webhook"))
+            if a.executor == "command":
+                if ex.command is None:
+                    out.append((("actions", name, "executor"),
+                                "runs a command: set executors.command.allow"))
+                elif a.command[0] not in ex.command.allow:
+                    out.append((("actions", name, "command", 0),
+                                f"program {a.command[0]!r} is not in executors.command.allow"))
+                out.extend((("actions", name, "command"), p)
+                           for p in template_problems(a.command))
+            plugin = a.executor.removeprefix("plugin:")
+            if a.executor.startswith("plugin:") and plugin not in ex.plugins:
+                out.append((("actions", name, "executor"),
+                            f"runs plugin {plugin!r}: add it to executors.plugins"))
+        out.extend((("policy",), p) for p in policy_problems(self.policy.policy(),
+                                                             self.catalogue()))
+        seen = set()
+        for i, p in enumerate(self.principals):
+            if p.name in seen:
+                out.append((("principals", i, "name"), f"principal {p.name!r} is listed twice"))
+            seen.add(p.name)
+        return out
+
+    def catalogue(self) -> Catalogue:
+        return catalogue_of(self.services, self.actions)
 
     def version_hash(self) -> str:
         """Short hash of the effective config; audit records name the config they ran under."""
@@ -248,7 +318,7 @@ def parse_config_text(text: str) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([("(root)", 1, "the config must be a YAML mapping")])
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         items = []
         for err in e.errors():
@@ -257,6 +327,11 @@ def parse_config_text(text: str) -> Config:
             msg = err["msg"].removeprefix("Value error, ")
             items.append((path, _line_of(data, loc), msg))
         raise ConfigError(items) from e
+    cross = cfg.cross_problems()
+    if cross:
+        raise ConfigError([(".".join(str(p) for p in loc), _line_of(data, loc), msg)
+                           for loc, msg in cross])
+    return cfg
 
 
 def load_config(path: Path) -> Config:
@@ -282,7 +357,11 @@ def with_overrides(cfg: Config, updates: dict[str, Any]) -> Config:
     't2'
     """
     try:
-        return Config.model_validate(_merge(cfg.model_dump(), updates))
+        out = Config.model_validate(_merge(cfg.model_dump(by_alias=True), updates))
     except ValidationError as e:
         raise ConfigError([(".".join(str(p) for p in err["loc"]), None, err["msg"])
                            for err in e.errors()]) from e
+    cross = out.cross_problems()
+    if cross:
+        raise ConfigError([(".".join(str(p) for p in loc), None, msg) for loc, msg in cross])
+    return out

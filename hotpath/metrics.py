@@ -35,9 +35,15 @@ class Metrics:
                                 registry=r)
         self.decisions = Counter("hotpath_decisions", "Decisions, by kind and reason",
                                  ["kind", "reason"], registry=r)
-        self.budget_denials = Counter("hotpath_budget_denials",
-                                      "Automation refused by the budget store, by reason",
-                                      ["reason"], registry=r)
+        self.requests = Counter("hotpath_action_requests",
+                                "Action requests through the control plane, by actor kind, "
+                                "status and deciding check", ["actor", "status", "code"],
+                                registry=r)
+        self.approvals = Counter("hotpath_approvals", "Approval events (requested, approved, "
+                                 "denied, expired, refused)", ["event"], registry=r)
+        self.verifications = Counter("hotpath_verifications",
+                                     "Finished verifications, by action and result",
+                                     ["action", "result"], registry=r)
         self.pages = Counter("hotpath_pages", "Page deliveries, by pager and outcome",
                              ["pager", "outcome"], registry=r)
         self.page_latency = Histogram("hotpath_page_delivery_seconds",

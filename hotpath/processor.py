@@ -6,12 +6,20 @@ caller may then advance the offsets it covers. Nothing here waits on a pager or 
 remediation target: those run as separate tasks reading the outbox and action queue.
 
 Batching at every boundary: one decode pass per partition, one vectorised ensemble
-update per partition, one budget round trip per batch (``claim_many``), one audit fsync,
-one outbox write and one action-queue write per batch.
+update per partition, one control-plane call per batch (policy is pure; the limits are one
+Redis round trip for all the batch's requests), one audit fsync, one outbox write and one
+action-queue write per batch.
+
+Automation's actions go through the same control plane as an agent's or a person's
+(:mod:`escalation.control`): the processor turns a finding a rule covers into a request and
+pages whatever the control plane refuses or sends for approval, with the finding's context.
+It also feeds the verifiers: after an action, the finding's series is watched for recovery
+(:mod:`escalation.verify`), point by point as batches arrive and at each clock tick.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,25 +27,28 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from escalation.budget import BudgetRequest
+from escalation.control import ControlPlane, Item
 from escalation.decision import (
-    BudgetOutcome,
-    BudgetStatus,
     Decision,
     DecisionContext,
     DecisionKind,
-    Reason,
     decide,
+    request_for,
     settle,
 )
-from escalation.errors import OutboxError
-from escalation.executors.base import ActionRequest
 from escalation.finding import Finding, finding_id
+from escalation.followup import FollowUp, watch_for
 from escalation.kill_switch import RUNNING, KillSwitch
 from escalation.page import Page, page_from_decision
+from escalation.submission import SubmitStatus
+from escalation.verdict import Check
+from escalation.verify import Verifier, Watch
+from escalation.verify_store import VerifyStoreError
 from hotpath.metrics import Metrics
 from hotpath.partition import PartitionOutput, PartitionState, TickAlert
 from hotpath.wire import Decoded, RawMessage, Reject, reason_kind
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 TP = tuple[str, int]
@@ -47,10 +58,6 @@ class DlqSink(Protocol):
     async def send_many(self, rejects: Sequence[Reject]) -> None: ...
 
 
-class BudgetClaimer(Protocol):
-    async def claim_many(self, requests: Sequence[BudgetRequest]) -> list[BudgetOutcome]: ...
-
-
 class AuditSink(Protocol):
     def append(self, kind: str, body: dict[str, Any]) -> Any: ...
     def flush(self) -> None: ...
@@ -58,10 +65,6 @@ class AuditSink(Protocol):
 
 class PageSink(Protocol):
     async def put_many(self, pages: Sequence[Page]) -> None: ...
-
-
-class ActionSink(Protocol):
-    async def put_many(self, requests: Sequence[ActionRequest]) -> None: ...
 
 
 @dataclass
@@ -135,38 +138,26 @@ def _audit_body(d: Decision, config_version: str, now: float) -> dict[str, Any]:
         body["action"] = d.rule.action
         body["target"] = d.rule.target_for(f)
         body["idempotency_key"] = d.idempotency_key
-    if d.budget is not None:
-        body["budget"] = {"status": d.budget.status.value, "used": d.budget.used,
-                          "limit": d.budget.limit, "window_s": d.budget.window_s}
+    if d.submission is not None:
+        body["request_id"] = d.submission.request.request_id
+        body["result"] = d.submission.status.value
+        body["detail"] = d.detail
     return body
-
-
-def action_request(d: Decision) -> ActionRequest:
-    assert d.rule is not None and d.idempotency_key is not None
-    f = d.finding
-    return ActionRequest(
-        action=d.rule.action, target=d.rule.target_for(f), service=f.service,
-        finding_id=f.finding_id, idempotency_key=d.idempotency_key, rule=d.rule.name,
-        # The evidence rides with the request, so a failure can be paged with context even
-        # after a restart (escalation.page.failure_page reads it).
-        params={"evidence": {
-            "metric": f.metric, "labels": f.labels, "value": f.value, "baseline": f.baseline,
-            "deviation": f.deviation, "confidence": f.confidence,
-            "detectors": list(f.detectors), "recent": list(f.recent), "ts": f.ts,
-        }},
-    )
 
 
 class Processor:
     def __init__(self, *, ctx: DecisionContext, environment: str, config_version: str,
-                 dlq: DlqSink, budget: BudgetClaimer, audit: AuditSink, pages: PageSink,
-                 actions: ActionSink, metrics: Metrics, clock: Clock,
-                 kill_switch: KillSwitch | None = None) -> None:
+                 dlq: DlqSink, control: ControlPlane, audit: AuditSink, pages: PageSink,
+                 metrics: Metrics, clock: Clock, kill_switch: KillSwitch | None = None,
+                 followup: FollowUp | None = None) -> None:
         self.ctx = ctx
         self.environment = environment
         self.config_version = config_version
-        self.dlq, self.budget, self.audit = dlq, budget, audit
-        self.pages, self.actions = pages, actions
+        self.dlq, self.control, self.audit = dlq, control, audit
+        self.pages = pages
+        self.followup = followup
+        # One verifier per partition: its deadlines run on that partition's event time.
+        self.verifiers: dict[TP, Verifier] = {}
         self.metrics = metrics
         self.clock = clock
         self.kill_switch = kill_switch
@@ -180,6 +171,8 @@ class Processor:
         res = BatchResult()
         rejects: list[Reject] = []
         findings: list[Finding] = []
+        owner: dict[str, TP] = {}  # series key → partition, for the watches opened below
+        decoded: list[tuple[TP, PartitionState, Decoded]] = []
         for tp, msgs in batch.items():
             if not msgs:
                 continue
@@ -191,13 +184,23 @@ class Processor:
             res.next_offsets[tp] = msgs[-1].offset + 1
             if out is not None:
                 self.metrics.lag_seconds.observe_many(now - dec.ts)
-                findings.extend(_findings(state, dec, out, self.environment))
+                found = _findings(state, dec, out, self.environment)
+                findings.extend(found)
+                owner.update((f.series_key, tp) for f in found)
+            decoded.append((tp, state, dec))
         res.rejects = len(rejects)
         res.findings = len(findings)
 
         decisions = await self._decide(findings)
         res.decisions = decisions
         await self._record(decisions, now)
+        await self._open_watches(decisions, owner)
+        for tp, state, dec in decoded:
+            # After the decisions: a watch opened in this batch sees the batch's later points.
+            verifier = self.verifiers.get(tp)
+            if verifier is not None and len(verifier) and dec.points:
+                await self._verified(
+                    verifier.feed_batch(dec.rows, dec.ts, dec.values, state.index.row))
         if rejects:
             # The DLQ send is awaited before the offsets move: a bad message is never lost.
             await self.dlq.send_many(rejects)
@@ -224,9 +227,11 @@ class Processor:
         self.audit.flush()
 
     async def tick(self, states: dict[TP, PartitionState]) -> list[Decision]:
-        """Clock tick: findings no point triggers (a silent series), decided like any other."""
+        """Clock tick: findings no point triggers (a silent series), decided like any other;
+        verification watches picked up from the shared store and expired on event time."""
         now = self.clock()
         await self._refresh_pause(now)
+        await self._verify_tick(states, now)
         findings = [f for state in states.values()
                     for f in _tick_findings(state, state.tick(now), state.event_time(now) or now,
                                             self.environment)]
@@ -237,55 +242,89 @@ class Processor:
         await self._record(decisions, now)
         return decisions
 
+    async def _verify_tick(self, states: dict[TP, PartitionState], now: float) -> None:
+        if self.followup is None:
+            return
+        for tp in [tp for tp in self.verifiers if tp not in states]:
+            del self.verifiers[tp]  # revoked: the new owner loads the watches from the store
+        store = self.followup.verify_store
+        try:
+            pending = await store.pending()
+            for tp, state in states.items():
+                verifier = self.verifiers.setdefault(tp, Verifier())
+                for w, progress in pending:
+                    if state.index.row(w.series_key) is not None:
+                        verifier.watch(w, progress)
+                event_now = state.event_time(now)
+                if event_now is not None:
+                    await self._verified(verifier.expire(event_now))
+                await store.save_progress(verifier.drain_changed())
+        except VerifyStoreError as e:
+            # Watches stay in the store; the next tick picks them up again.
+            log.warning("verification: %s", e)
+
+    async def _open_watches(self, decisions: list[Decision], owner: dict[str, TP]) -> None:
+        """Watch the series of every action queued in this batch, from the finding's point."""
+        if self.followup is None:
+            return
+        catalogue = self.control.gov.catalogue
+        for d in decisions:
+            sub = d.submission
+            if d.kind is not DecisionKind.ACT or sub is None:
+                continue
+            watch = watch_for(sub.request, catalogue)
+            tp = owner.get(d.finding.series_key)
+            if watch is None or tp is None:
+                continue
+            self.verifiers.setdefault(tp, Verifier()).watch(watch)
+            try:
+                await self.followup.verify_store.add(watch)
+            except VerifyStoreError as e:
+                # This processor still verifies it; only a new owner after a rebalance
+                # would not know of it.
+                log.warning("verification of %s not persisted: %s", watch.request_id, e)
+
+    async def _verified(self, done: list[tuple[Watch, Check]]) -> None:
+        if self.followup is None:
+            return
+        for watch, check in done:
+            self.metrics.verifications.labels(watch.action, check.code).inc()
+            try:
+                await self.followup.on_verified(watch, check)
+            except VerifyStoreError as e:
+                # The watch is still pending in the store: the next tick loads it again.
+                log.warning("verification of %s: %s", watch.request_id, e)
+
     async def _decide(self, findings: list[Finding]) -> list[Decision]:
-        ctx = self.ctx if not self.pause.paused else replace(self.ctx, paused=True)
-        first = [decide(f, ctx) for f in findings]
+        first = [decide(f, self.ctx) for f in findings]
         wants = [d for d in first if d.kind is DecisionKind.ACT]
         if not wants:
             return first
-        outcomes = await self.budget.claim_many([
-            BudgetRequest(d.rule.action, d.finding.service, d.idempotency_key or "",
-                          d.rule.budget_limit, d.rule.budget_window_s)
-            for d in wants if d.rule is not None
-        ])
-        settled = iter(settle(d, o) for d, o in zip(wants, outcomes, strict=True))
+        now = self.clock()
+        detail = (f"automation paused by {self.pause.actor}: {self.pause.reason}"
+                  if self.pause.paused else "")
+        subs = await self.control.submit_many([
+            Item(request_for(d, now), self.pause.paused, detail) for d in wants])
+        settled = iter(settle(d, s) for d, s in zip(wants, subs, strict=True))
         return [next(settled) if d.kind is DecisionKind.ACT else d for d in first]
 
     async def _record(self, decisions: list[Decision], now: float) -> None:
-        """Make the batch's decisions durable: audit fsynced, pages and actions queued."""
+        """Make the batch's decisions durable: audit fsynced, pages in the outbox (the
+        control plane has already audited and queued what it accepted)."""
         if not decisions:
             return
         pages: list[Page] = []
-        acts: list[Decision] = []
         for d in decisions:
             for r in d.reasons:
                 self.metrics.decisions.labels(d.kind.value, r.value).inc()
-            if d.budget is not None and d.budget.status in (
-                BudgetStatus.EXHAUSTED, BudgetStatus.UNAVAILABLE
-            ):
-                self.metrics.budget_denials.labels(d.budget.status.value).inc()
-            if d.kind is DecisionKind.RECORD and d.budget is None:
+            if d.kind is DecisionKind.RECORD and d.submission is None:
                 continue  # below threshold: counted, not audited (it changed nothing)
             self.audit.append("decision", _audit_body(d, self.config_version, now))
-            if d.kind is DecisionKind.ACT:
-                acts.append(d)
-                self.audit.append("intent", {**_audit_body(d, self.config_version, now),
-                                             "actor": "automation"})
-            elif d.kind is DecisionKind.PAGE:
-                pages.append(page_from_decision(d, now))
-        # Intent is durable before anything can execute it.
+            if d.kind is DecisionKind.PAGE:
+                sub = d.submission
+                links = ({} if sub is None or sub.status is not SubmitStatus.PENDING_APPROVAL
+                         else self.control.approval_links(sub))
+                pages.append(replace(page_from_decision(d, now), links=links))
         self.audit.flush()
-        if acts:
-            try:
-                await self.actions.put_many([action_request(d) for d in acts])
-            except OutboxError:
-                # Budget was claimed but the queue refused: nothing will execute; a human must.
-                for d in acts:
-                    failed = replace(d, kind=DecisionKind.PAGE,
-                                     reasons=(*d.reasons, Reason.QUEUE_UNAVAILABLE))
-                    self.audit.append("outcome", {**_audit_body(failed, self.config_version,
-                                                                now), "outcome": "not executed"})
-                    pages.append(page_from_decision(failed, now))
-                self.audit.flush()
         if pages:
             await self.pages.put_many(pages)

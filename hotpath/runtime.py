@@ -4,8 +4,10 @@ Tasks, all on one uvloop event loop:
 
 - the consume loop (getmany → process → commit), never waiting on an outside system;
 - the page sender, reading the outbox (Redis stream, local spool when Redis is down);
-- the action runner, reading the action queue and calling the remediation executor;
-- the HTTP endpoint serving ``/metrics``.
+- the action runner, reading the action queue and calling the executors (through the
+  router that picks one per catalogue action);
+- the approval sweeper, paging approvals nobody answered in time;
+- the HTTP endpoints: ``/metrics`` and the action API (``/v1``, ``/openapi.json``).
 
 Stop (SIGINT/SIGTERM, or the ``stop`` event): the loop finishes its batch, checkpoints
 and commits; the side tasks drain what they hold within a grace period; the audit log is
@@ -31,29 +33,30 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 import uvloop
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from detectors.ensemble import Ensemble
 from escalation.actions import ActionQueue, ActionRunner
+from escalation.approvals import ApprovalStoreUnavailable
 from escalation.audit import AuditLog
 from escalation.audit_signing import Signer
 from escalation.backoff import Backoff
-from escalation.budget import RedisBudget
 from escalation.decision import DecisionContext
 from escalation.executors.base import ActionRequest, ActionResult, Executor
-from escalation.executors.webhook import WebhookExecutor
-from escalation.kill_switch import KillSwitch
 from escalation.outbox import PageOutbox
-from escalation.page import failure_page
 from escalation.pagers.base import Pager
 from escalation.pagers.console import ConsolePager
 from escalation.pagers.webhook import WebhookPager
 from escalation.sender import PageSender
 from escalation.spool import Spool
+from hotpath.api import add_api_routes
+from hotpath.audit_mirror import AuditMirror, KafkaTail
 from hotpath.checkpoint import CheckpointStore
 from hotpath.config import Config
 from hotpath.consumer import ConsumeLoop, PartitionStates
 from hotpath.dlq import KafkaDlq
+from hotpath.governance import authenticator, build_plane, executors
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
 from hotpath.partition import PartitionState, Profile
@@ -65,6 +68,8 @@ Clock = Callable[[], float]
 # Side tasks get this long after the loop stops to finish in-flight deliveries.
 _DRAIN_GRACE_S = 5.0
 _SOCKET_BACKSTOP_S = 10.0
+# Expired approvals are paged within this long of their expiry; approvals last minutes.
+_SWEEP_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Running:
     metrics: Metrics
     metrics_port: int
     states: PartitionStates
+    api_port: int | None = None
     on_batch: list[Callable[[BatchResult], Any]] = field(default_factory=list)
 
 
@@ -101,8 +107,6 @@ def decision_context(cfg: Config) -> DecisionContext:
     return DecisionContext(
         page_threshold=cfg.decide.page_threshold,
         rules=tuple(r.rule() for r in cfg.remediations),
-        policy=tuple(p.grant() for p in cfg.policy),
-        paused=cfg.automation.paused,
     )
 
 
@@ -132,7 +136,13 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     session = aiohttp.ClientSession()
     # Signed checkpoints when $HOTPATH_AUDIT_KEY holds an Ed25519 seed (a secret: never in
     # the YAML); `hotpath audit verify --public-key` checks them.
-    audit = AuditLog(cfg.audit.path, clock, signer=Signer.from_env())
+    producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all",
+                                linger_ms=5, max_request_size=4 * 1024 * 1024)
+    mirror = (None if cfg.audit.mirror is None else AuditMirror(
+        producer, cfg.audit.path, KafkaTail(cfg.kafka.bootstrap),
+        topic=cfg.audit.mirror.topic, partition=cfg.audit.mirror.partition))
+    audit = AuditLog(cfg.audit.path, clock, signer=Signer.from_env(),
+                     on_flush=None if mirror is None else mirror.on_flush)
     outbox = PageOutbox(redis, Spool(cfg.spool.dir), timeout_s=cfg.redis.timeout_s)
     backoff = Backoff(jitter=rng.random)
     # Stable across restarts of this host's processor, so a restarted one re-reads the
@@ -146,32 +156,18 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     sender = PageSender(outbox, _pagers(cfg, session), backoff, clock, on_result=page_result,
                         consumer=consumer_name)
     queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
+    plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,
+                        metrics=metrics)
 
     async def on_outcome(req: ActionRequest, result: ActionResult) -> None:
-        outcome = "succeeded" if result.ok else "failed"
-        metrics.actions.labels(req.action, outcome).inc()
-        audit.append("outcome", {
-            "actor": "automation", "rule": req.rule, "action": req.action,
-            "target": req.target,
-            "where": {"service": req.service,
-                      "labels": dict(req.params.get("evidence", {}).get("labels", {}))},
-            "idempotency_key": req.idempotency_key,
-            "evidence": {"finding_id": req.finding_id},
-            "outcome": outcome, "status": result.status, "detail": result.detail,
-            "latency_s": result.latency_s, "config_version": cfg.version_hash(),
-        })
-        audit.flush()
-        if not result.ok:
-            await outbox.put_many([failure_page(req, result, clock())])
+        metrics.actions.labels(req.action, "succeeded" if result.ok else "failed").inc()
+        await plane.followup.on_outcome(req, result)
 
-    if executor is None and cfg.executors.webhook is not None:
-        executor = WebhookExecutor(session, cfg.executors.webhook.url,
-                                   timeout_s=cfg.executors.webhook.timeout_s)
-    runner = (ActionRunner(queue, executor, backoff, clock, on_outcome, consumer=consumer_name)
-              if executor is not None else None)
+    router = executors(cfg, session, clock)
+    runner = ActionRunner(queue, executor or router, backoff, clock, on_outcome,
+                          consumer=consumer_name,
+                          attempts_for=None if executor is not None else router.attempts_for)
 
-    producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all",
-                                linger_ms=5, max_request_size=4 * 1024 * 1024)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=cfg.kafka.bootstrap, group_id=cfg.kafka.group,
         enable_auto_commit=False, auto_offset_reset=cfg.kafka.auto_offset_reset,
@@ -187,9 +183,8 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     processor = Processor(
         ctx=decision_context(cfg), environment=cfg.decide.environment,
         config_version=cfg.version_hash(), dlq=KafkaDlq(producer, cfg.kafka.dlq_topic),
-        budget=RedisBudget(redis, clock, timeout_s=cfg.redis.timeout_s), audit=audit,
-        pages=outbox, actions=queue, metrics=metrics, clock=clock,
-        kill_switch=KillSwitch(redis, cfg.redis.key_prefix, timeout_s=cfg.redis.timeout_s),
+        control=plane.control, audit=audit, pages=outbox, metrics=metrics, clock=clock,
+        kill_switch=plane.kill_switch, followup=plane.followup,
     )
     loop = ConsumeLoop(consumer, states, processor, metrics,
                        commit_interval_s=cfg.kafka.commit_interval_s,
@@ -197,18 +192,38 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
                        poll_timeout_ms=cfg.kafka.poll_timeout_ms, monotonic=time.monotonic,
                        tick_interval_s=cfg.detectors.tick_interval_s)
     http = HttpServer(make_app(metrics), cfg.metrics.host, cfg.metrics.port)
+    api: HttpServer | None = None
+    if cfg.api.enabled:
+        app = web.Application()
+        add_api_routes(app, plane.control, authenticator(cfg), clock=clock,
+                       default_environment=cfg.decide.environment)
+        api = HttpServer(app, cfg.api.host, cfg.api.port)
+
+    async def sweep(stop_sweep: asyncio.Event) -> None:
+        while not stop_sweep.is_set():
+            try:
+                for ap in await plane.control.sweep_expired():
+                    log.info("approval %s expired unanswered; paged", ap.approval_id)
+            except ApprovalStoreUnavailable as e:
+                log.warning("approval sweep: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_sweep.wait(), _SWEEP_INTERVAL_S)
 
     side_stop = asyncio.Event()
     side: list[asyncio.Task[Any]] = []
     try:
         await http.start()
+        if api is not None:
+            await api.start()
         await producer.start()
+        if mirror is not None:
+            mirror.start()
         consumer.subscribe([cfg.kafka.topic], listener=states)
         await consumer.start()
         side.append(asyncio.create_task(sender.run(side_stop), name="page-sender"))
-        if runner is not None:
-            side.append(asyncio.create_task(runner.run(side_stop), name="action-runner"))
-        running = Running(metrics, http.port, states)
+        side.append(asyncio.create_task(runner.run(side_stop), name="action-runner"))
+        side.append(asyncio.create_task(sweep(side_stop), name="approval-sweeper"))
+        running = Running(metrics, http.port, states, None if api is None else api.port)
         loop.on_batch = lambda res: [cb(res) for cb in running.on_batch]
         if ready is not None:
             ready(running)
@@ -224,11 +239,15 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
                     await t
         with contextlib.suppress(Exception):
             await consumer.stop()
+        await http.stop()
+        if api is not None:
+            await api.stop()
+        await session.close()
+        audit.close()  # its closing checkpoint goes to the mirror too
+        if mirror is not None:
+            await mirror.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
-        await http.stop()
-        await session.close()
-        audit.close()
         await redis.aclose()
 
 

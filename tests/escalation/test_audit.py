@@ -541,3 +541,28 @@ def test_checkpoint_kind_is_reserved_and_every_must_be_positive(tmp_path: Path) 
     with pytest.raises(AuditError) as err:
         AuditLog(tmp_path / "b.jsonl", ticking(), signer=SIGNER_A, checkpoint_every=0)
     assert str(err.value) == "checkpoint_every must be at least 1, got 0"
+
+
+def test_on_flush_hears_each_durable_record_once_with_its_exact_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    heard: list[list[int]] = []
+    lines: list[bytes] = []
+
+    def listener(records: Any) -> None:
+        # Called only once the records are on disk: the file already ends with them.
+        assert path.read_bytes().endswith(b"".join(r.line for r in records))
+        heard.append([r.seq for r in records])
+        lines.extend(r.line for r in records)
+
+    signer = Signer.from_seed_b64(base64.b64encode(bytes(32)).decode())
+    with AuditLog(path, ticking(), signer=signer, checkpoint_every=3, on_flush=listener) as log:
+        log.append("decision", {"n": 1})
+        log.append("decision", {"n": 2})
+        assert heard == []  # buffered is not durable
+        log.flush()
+        log.flush()  # nothing new: not called
+        log.append("decision", {"n": 3})
+        log.flush()  # three since the last checkpoint: one is added and heard too
+    assert heard == [[1, 2], [3, 4]]
+    assert lines == path.read_bytes().splitlines(keepends=True)
+    assert verify_lines(lines).ok

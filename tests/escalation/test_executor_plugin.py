@@ -50,18 +50,27 @@ async def test_loads_and_runs_a_plugin(site: Path) -> None:
     assert journal.read_bytes() == REQ.to_json() + b"\n"
 
 
+async def test_the_built_in_jsonl_plugin_loads_through_its_entry_point(tmp_path: Path) -> None:
+    ex = load_executor("jsonl", path=str(tmp_path / "changes.jsonl"))
+    assert ex.name == "jsonl" and is_executor(ex)
+    assert (await ex.execute(REQ)).detail == f"jsonl: recorded {REQ.idempotency_key}"
+    assert (await ex.execute(REQ)).detail == f"jsonl: {REQ.idempotency_key} recorded before"
+    assert (tmp_path / "changes.jsonl").read_bytes() == REQ.to_json() + b"\n"
+
+
 def test_available_lists_the_group_only(site: Path) -> None:
-    assert available() == ["journal", "missing", "number", "sync", "typo"]
+    # hotpath's own pyproject registers the built-in jsonl executor in the same group.
+    assert available() == ["journal", "jsonl", "missing", "number", "sync", "typo"]
 
 
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [("ticket", {},
       "executor plugin 'ticket': no entry point of that name in group 'hotpath.executors' "
-      "(journal, missing, number, sync, typo)"),
+      "(journal, jsonl, missing, number, sync, typo)"),
      ("stray", {},
       "executor plugin 'stray': no entry point of that name in group 'hotpath.executors' "
-      "(journal, missing, number, sync, typo)"),
+      "(journal, jsonl, missing, number, sync, typo)"),
      ("missing", {},
       "executor plugin 'missing': loading 'plugin_fixture.not_there:Executor' failed: "
       "ModuleNotFoundError: No module named 'plugin_fixture.not_there'"),

@@ -46,7 +46,7 @@ def test_page_from_a_budget_exhausted_decision() -> None:
 
 
 def test_action_is_set_only_when_automation_acted() -> None:
-    acted = Decision(DecisionKind.ACT, (Reason.RULE_MATCHED, Reason.BUDGET_CLAIMED),
+    acted = Decision(DecisionKind.ACT, (Reason.RULE_MATCHED, Reason.LIMITS_CLAIMED),
                      finding(), RULE)
     assert page_from_decision(acted, 1.0).action == "restart_pods"
     refused = Decision(DecisionKind.PAGE, (Reason.APPROVAL_REQUIRED,), finding(), RULE)

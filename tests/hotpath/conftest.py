@@ -25,12 +25,17 @@ def make_config(tmp_path: Path, redis_url: str) -> MakeConfig:
             "kafka": {"bootstrap": bootstrap, "topic": topic, "group": group or f"g-{topic}",
                       "commit_interval_s": 0.5, "poll_timeout_ms": 50},
             "redis": {"url": redis_url},
-            "executors": {"webhook": {"url": action_url, "timeout_s": 2.0}},
             "pagers": {"webhook": {"url": page_url, "timeout_s": 2.0},
                        "console": {"path": tmp_path / "pages.jsonl", "echo": False}},
             "audit": {"path": tmp_path / "audit.jsonl"},
             "spool": {"dir": tmp_path / "spool"},
             "metrics": {"port": 0},
+            "api": {"port": 0},
+            # The scenarios replay a backlog: decisions seconds of event time apart are
+            # milliseconds apart on the wall clock, where a per-target cool-down counts.
+            "limits": {"cooldown_s": 0},
+            "executors": {"webhook": {"url": action_url, "timeout_s": 2.0},
+                          "plugins": {"jsonl": {"path": str(tmp_path / "changes.jsonl")}}},
         }
         for section, values in extra.items():
             updates.setdefault(section, {}).update(values)

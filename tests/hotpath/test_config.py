@@ -35,7 +35,26 @@ executors:
 def test_example_config_is_valid() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.kafka.dlq_topic == "telemetry.dlq"
-    assert [r.name for r in cfg.remediations] == ["restart-checkout", "scale-payments"]
+    assert [r.name for r in cfg.remediations] == ["restart-checkout", "scale-payments",
+                                                  "failover-shipping"]
+    # Every governance feature is exercised by the example.
+    cat = cfg.catalogue()
+    assert {s.executor for s in cat.actions.values()} == {"webhook", "command", "plugin:jsonl"}
+    assert {s.risk.label for s in cat.actions.values()} >= {"low", "medium", "high"}
+    assert any(s.rollback for s in cat.actions.values())
+    assert any(s.verify for s in cat.actions.values())
+    assert any(not s.idempotent for s in cat.actions.values())
+    policy = cfg.policy.policy()
+    assert policy.freezes and policy.approval.rights
+    assert any(r.dry_run for r in policy.rules)
+    assert {r.actors[0].split(":")[0] for r in policy.rules} == {"automation", "agent", "human"}
+    lim = cfg.limits.limits()
+    assert None not in (lim.per_action_service, lim.per_service, lim.global_,
+                        lim.concurrency_per_service, lim.concurrency_global,
+                        lim.blast_fraction, lim.max_services)
+    assert lim.cooldown_s > 0
+    assert any(r.budget is not None for r in cfg.remediations)
+    assert {p.kind for p in cfg.principals} == {"agent", "human"}
 
 
 def test_every_error_names_its_yaml_path_and_line() -> None:
@@ -52,12 +71,32 @@ def test_every_error_names_its_yaml_path_and_line() -> None:
     ]
 
 
-def test_model_level_errors_point_at_the_document() -> None:
-    text = "kafka: {bootstrap: x}\nremediations:\n  - {name: a, action: b}\n"
+def test_cross_section_errors_point_at_their_line() -> None:
+    text = """kafka: {bootstrap: x}
+remediations:
+  - {name: a, action: b}
+  - {name: a, action: c}
+actions:
+  c: {rollback: c, executor: "plugin:ticket"}
+  d:
+    executor: command
+    command: [/bin/rm, "{bogus}"]
+executors:
+  command: {allow: [/bin/echo]}
+principals:
+  - {name: x, kind: agent, token_sha256: "%s"}
+  - {name: x, kind: human, token_sha256: "%s"}
+""" % ("a" * 64, "b" * 64)
     with pytest.raises(ConfigError) as exc:
         parse_config_text(text)
     assert exc.value.problems == [
-        ("(root)", 1, "remediations need an executor: set executors.webhook"),
+        ("remediations.0.action", 3, "action 'b' is not in actions"),
+        ("remediations.1.name", 4, "remediation name 'a' is used twice"),
+        ("actions.c.rollback", 6, "rollback 'c' must be another action in actions"),
+        ("actions.c.executor", 6, "runs plugin 'ticket': add it to executors.plugins"),
+        ("actions.d.command.0", 9, "program '/bin/rm' is not in executors.command.allow"),
+        ("actions.d.command", 9, "unknown placeholder '{bogus}'"),
+        ("principals.1.name", 14, "principal 'x' is listed twice"),
     ]
 
 

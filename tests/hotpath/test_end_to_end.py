@@ -149,9 +149,21 @@ async def test_telemetry_to_actions_pages_audit_dlq_and_offsets(
     intents = [r for r in recs if r["kind"] == "intent"]
     outcomes = [r for r in recs if r["kind"] == "outcome"]
     assert len(intents) == 3 and len(outcomes) == 3
-    assert {r["body"]["outcome"] for r in outcomes} == {"succeeded"}
+    assert {r["body"]["result"] for r in outcomes} == {"success"}
     assert {r["body"]["idempotency_key"] for r in intents} == {
         r["body"]["idempotency_key"] for r in outcomes}
+    # Every automated request is audited with its authorization: the policy rule that
+    # allowed it and the limits it was counted against.
+    requests = [r["body"] for r in recs if r["kind"] == "request"]
+    queued = [b for b in requests if b["result"] == "queued"]
+    assert sorted(b["request"]["idempotency_key"] for b in queued) == sorted(
+        r["body"]["idempotency_key"] for r in intents)
+    assert {b["authorization"]["rule"] for b in queued} == {"automation-production"}
+    assert all(b["authorization"]["limits"] and b["request"]["actor"]["kind"] == "automation"
+               and b["request"]["evidence"]["finding_id"] == b["request"]["finding_id"]
+               for b in queued)
+    refused = [b for b in requests if b["result"] == "refused"]
+    assert refused and {b["checks"][-1]["code"] for b in refused} == {"budget_action_service"}
 
     # DLQ: every bad message, original bytes, exact reason header.
     dlq = await _read_all(bootstrap, cfg.kafka.dlq_topic, len(BAD))
@@ -168,9 +180,11 @@ async def test_telemetry_to_actions_pages_audit_dlq_and_offsets(
         'hotpath_dlq_messages_total{reason="not json"} 1.0',
         "hotpath_batch_seconds_bucket", "hotpath_end_to_end_lag_seconds_bucket",
         "hotpath_findings_total",
-        'hotpath_decisions_total{kind="act",reason="budget claimed"} 3.0',
+        'hotpath_decisions_total{kind="act",reason="limits claimed"} 3.0',
         'hotpath_decisions_total{kind="page",reason="no remediation rule"}',
-        'hotpath_budget_denials_total{reason="exhausted"}',
+        'hotpath_action_requests_total{actor="automation",code="budget_action_service",'
+        'status="refused"}',
+        'hotpath_action_requests_total{actor="automation",code="claimed",status="queued"} 3.0',
         'hotpath_pages_total{outcome="sent",pager="webhook"}',
         'hotpath_actions_total{action="scale_out",outcome="succeeded"} 2.0',
         "hotpath_consumer_lag_messages{partition=",
