@@ -16,11 +16,11 @@ TokenClaims(approval_id='apr_1', decision='approve', expires_at=1764132600.0, no
 >>> verify([key], token, now=1764132600.0)
 Traceback (most recent call last):
 ...
-escalation.approval_tokens.TokenError: expired: token expired at 2025-11-26T04:50:00Z
+escalation.errors.TokenError: expired: token expired at 2025-11-26T04:50:00Z
 >>> verify([b"o" * 32, key], token[:-2] + "AA", now=1764132000.0).nonce
 Traceback (most recent call last):
 ...
-escalation.approval_tokens.TokenError: bad_signature: signature matches none of the 2 keys
+escalation.errors.TokenError: bad_signature: signature matches none of the 2 keys
 >>> mint(b"short", "apr_1", "deny", expires_at=1.0, nonce="n")
 Traceback (most recent call last):
 ...
@@ -43,7 +43,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from escalation.errors import EscalationError
+from escalation.errors import TokenError
 
 Decision = Literal["approve", "deny"]
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
@@ -58,14 +58,6 @@ NONCE_BYTES = 16
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TokenErrorCode = Literal["malformed", "bad_signature", "expired"]
 
-
-class TokenError(EscalationError):
-    """A token that must not be honoured; ``code`` is the stable reason, ``detail`` says what."""
-
-    def __init__(self, code: _TokenErrorCode, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code: _TokenErrorCode = code
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,13 +63,12 @@ from redis.exceptions import RedisError
 
 from escalation.approval_tokens import (
     Decision,
-    TokenError,
     check_secrets,
     iso_utc,
     mint,
     verify,
 )
-from escalation.errors import EscalationError
+from escalation.errors import ApprovalStoreUnavailable, TokenError
 from escalation.request import Actor, Request
 from escalation.verdict import Check, Stage
 
@@ -82,9 +81,6 @@ DEFAULT_RETENTION_S = 7 * 86400.0
 # Bounds one sweep's work; a sweeper that gets a full batch simply calls again.
 SWEEP_BATCH = 100
 
-
-class ApprovalStoreUnavailable(EscalationError):
-    """Redis could not answer in time; nothing was created, read or swept."""
 
 
 class ApprovalState(enum.Enum):

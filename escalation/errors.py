@@ -5,7 +5,14 @@
     EscalationError
     ├── AuditError
     │   └── AuditVerifyError        a record of an audit file fails verification
-    ├── BudgetStoreUnavailable      Redis unreachable or too slow: automation fails closed
+    ├── StoreUnavailable            Redis unreachable or too slow: governed actions fail closed
+    │   ├── ApprovalStoreUnavailable    pending approvals cannot be created, read or swept
+    │   ├── VerifyStoreError            verification watches cannot be read or written
+    │   └── RequestStoreError           a request's status cannot be read
+    ├── RequestError                a request body is malformed (every bad field named)
+    ├── TokenError                  an approve/deny token is malformed, forged or expired
+    ├── SignatureError              a signed webhook is malformed, stale or not ours
+    ├── PluginError                 an executor plugin is missing, broken or not an executor
     ├── DeliveryError               a pager or executor call failed
     │   ├── RetryableDeliveryError  5xx, 429, timeout, connection refused: try again later
     │   └── PermanentDeliveryError  4xx other than 429: retrying cannot help
@@ -32,8 +39,47 @@ class AuditVerifyError(AuditError):
         self.reason = reason
 
 
-class BudgetStoreUnavailable(EscalationError):
-    """The budget store (Redis) could not answer in time; automation must not act."""
+class StoreUnavailable(EscalationError):
+    """A Redis-backed store could not answer in time; nothing governed may act on a guess."""
+
+
+class ApprovalStoreUnavailable(StoreUnavailable):
+    """Redis could not answer in time; nothing was created, read or swept."""
+
+
+class VerifyStoreError(StoreUnavailable):
+    """The verify store could not read or write Redis (unreachable, too slow, garbled)."""
+
+
+class RequestStoreError(StoreUnavailable):
+    """The request store (Redis) could not answer a read."""
+
+
+class RequestError(EscalationError):
+    """A request body is malformed; ``problems`` names every bad field, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class TokenError(EscalationError):
+    """A token that must not be honoured; ``code`` is the stable reason
+    (``malformed``, ``bad_signature``, ``expired``), ``detail`` says what."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class SignatureError(EscalationError):
+    """A signed request is malformed, outside the time tolerance, or signed with no known
+    secret. The message says which; receivers answer 401 with it."""
+
+
+class PluginError(EscalationError):
+    """An executor plugin is not installed, failed to load, or is not an executor."""
 
 
 class DeliveryError(EscalationError):

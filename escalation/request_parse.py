@@ -22,7 +22,7 @@ count only for ``policy test``, which asks "what would happen if ... at ...".
 ...               default_environment="production")
 Traceback (most recent call last):
 ...
-escalation.request_parse.RequestError: request: field 'actor' is required; \
+escalation.errors.RequestError: request: field 'actor' is required; \
 request: field 'action' is required; request: field 'service' must be a string, got int; \
 request: unknown field 'acton'
 """
@@ -33,7 +33,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from escalation.errors import EscalationError
+from escalation.errors import RequestError
 from escalation.request import Actor, Request, Severity
 
 __all__ = ["FIELDS", "MAX_IDEMPOTENCY_KEY", "RequestError", "parse_request"]
@@ -45,13 +45,6 @@ MAX_IDEMPOTENCY_KEY = 200
 FIELDS = ("actor", "roles", "action", "service", "environment", "region", "target", "params",
           "severity", "idempotency_key", "reason", "at", "finding_id", "evidence")
 
-
-class RequestError(EscalationError):
-    """A request body is malformed; ``problems`` names every bad field, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 def _type_name(value: object) -> str:
@@ -131,7 +124,7 @@ def parse_request(raw: object, *, actor: Actor | None, now: float,
     >>> parse_request([], actor=None, now=0.0, default_environment="prod")
     Traceback (most recent call last):
     ...
-    escalation.request_parse.RequestError: request: must be a JSON object, got list
+    escalation.errors.RequestError: request: must be a JSON object, got list
     """
     if not isinstance(raw, Mapping):
         raise RequestError([f"request: must be a JSON object, got {_type_name(raw)}"])

@@ -36,7 +36,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from escalation.errors import EscalationError
+from escalation.errors import VerifyStoreError
 from escalation.verdict import Check
 from escalation.verify import NO_PROGRESS, Progress, Watch
 
@@ -75,9 +75,6 @@ end
 return n
 """
 
-
-class VerifyStoreError(EscalationError):
-    """The verify store could not read or write Redis (unreachable, too slow, garbled)."""
 
 
 class Pending(NamedTuple):

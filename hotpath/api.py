@@ -40,11 +40,10 @@ import orjson
 from aiohttp import hdrs, web
 from ruamel.yaml import YAML
 
-from escalation.approvals import ApprovalStoreUnavailable, DecideResult, PendingApproval
-from escalation.errors import BudgetStoreUnavailable
+from escalation.approvals import DecideResult, PendingApproval
+from escalation.errors import StoreUnavailable
 from escalation.request import Actor, Request
 from escalation.request_parse import RequestError, parse_request
-from escalation.request_store import RequestStoreError
 from escalation.submission import Submission, SubmitStatus
 from hotpath.api_auth import Authenticator, AuthError
 
@@ -69,7 +68,7 @@ DECIDE_STATUS: Mapping[str, int] = {
 }
 DECISION_FIELDS = ("token", "note")
 # A store the control plane reads did not answer: 503, the caller may retry.
-_UNAVAILABLE = (ApprovalStoreUnavailable, BudgetStoreUnavailable, RequestStoreError)
+_UNAVAILABLE = StoreUnavailable  # every Redis-backed store: answer 503, never guess
 
 
 class ControlPlaneApi(Protocol):

@@ -5,8 +5,10 @@
     HotpathError
     ├── ConfigError     the YAML config is invalid; lists every problem with its path and line
     ├── CheckpointError a saved detector checkpoint cannot be loaded (the partition starts cold)
-    └── DecodeError     one telemetry message failed wire-format validation; ``reason`` is the
-                        exact DLQ reason header, ``where`` names the partition and offset
+    ├── DecodeError     one telemetry message failed wire-format validation; ``reason`` is the
+    │                   exact DLQ reason header, ``where`` names the partition and offset
+    └── AuthError       an action-API call carries no or an unknown bearer token
+                        (:mod:`hotpath.api_auth`, beside the principals it checks)
 
 Errors of the real services started for tests and the demo (``ServiceError``) live beside
 them in :mod:`hotpath.services.errors`. A :class:`DecodeError` never kills the stream: the

@@ -41,6 +41,12 @@ class Metrics:
                                 registry=r)
         self.approvals = Counter("hotpath_approvals", "Approval events (requested, approved, "
                                  "denied, expired, refused)", ["event"], registry=r)
+        self.audit_mirror_lag = Gauge("hotpath_audit_mirror_lag_records",
+                                      "Audit records durable in the file but not yet on the "
+                                      "Kafka mirror topic", registry=r)
+        self.audit_mirror_stopped = Gauge("hotpath_audit_mirror_stopped",
+                                          "1 when the audit mirror gave up (the topic holds "
+                                          "another chain)", registry=r)
         self.verifications = Counter("hotpath_verifications",
                                      "Finished verifications, by action and result",
                                      ["action", "result"], registry=r)

@@ -38,11 +38,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from detectors.ensemble import Ensemble
 from escalation.actions import ActionQueue, ActionRunner
-from escalation.approvals import ApprovalStoreUnavailable
 from escalation.audit import AuditLog
 from escalation.audit_signing import Signer
 from escalation.backoff import Backoff
 from escalation.decision import DecisionContext
+from escalation.errors import ApprovalStoreUnavailable
 from escalation.executors.base import ActionRequest, ActionResult, Executor
 from escalation.outbox import PageOutbox
 from escalation.pagers.base import Pager
@@ -143,6 +143,10 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         topic=cfg.audit.mirror.topic, partition=cfg.audit.mirror.partition))
     audit = AuditLog(cfg.audit.path, clock, signer=Signer.from_env(),
                      on_flush=None if mirror is None else mirror.on_flush)
+    if mirror is not None:
+        m = mirror  # read at scrape time: no task keeps the gauges fresh
+        metrics.audit_mirror_lag.set_function(lambda: m.status().lag)
+        metrics.audit_mirror_stopped.set_function(lambda: m.status().stopped is not None)
     outbox = PageOutbox(redis, Spool(cfg.spool.dir), timeout_s=cfg.redis.timeout_s)
     backoff = Backoff(jitter=rng.random)
     # Stable across restarts of this host's processor, so a restarted one re-reads the

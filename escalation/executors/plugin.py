@@ -22,14 +22,11 @@ import inspect
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from escalation.errors import EscalationError
+from escalation.errors import PluginError
 from escalation.executors.base import Executor
 
 GROUP = "hotpath.executors"
 
-
-class PluginError(EscalationError):
-    """An executor plugin is not installed, failed to load, or is not an executor."""
 
 
 def available(group: str = GROUP) -> list[str]:

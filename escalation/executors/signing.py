@@ -26,7 +26,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from escalation.errors import EscalationError
+from escalation.errors import SignatureError
 
 SIGNATURE_HEADER = "X-Hotpath-Signature"
 TIMESTAMP_HEADER = "X-Hotpath-Timestamp"
@@ -37,10 +37,6 @@ DEFAULT_TOLERANCE_S = 300.0
 
 _SCHEME = "v1"
 
-
-class SignatureError(EscalationError):
-    """A signed request is malformed, outside the time tolerance, or signed with no known
-    secret. The message says which; receivers answer 401 with it."""
 
 
 def _digest(secret: bytes, timestamp: int, body: bytes) -> str:

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from escalation.approval_tokens import (
     TokenClaims,
-    TokenError,
     check_secrets,
     mint,
     system_nonce,
     verify,
 )
+from escalation.errors import TokenError
 
 KEY = b"k" * 32
 OLD = b"o" * 32

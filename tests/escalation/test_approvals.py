@@ -15,10 +15,10 @@ from escalation.approvals import (
     DEFAULT_RETENTION_S,
     ApprovalState,
     ApprovalStore,
-    ApprovalStoreUnavailable,
     PendingApproval,
     approval_id,
 )
+from escalation.errors import ApprovalStoreUnavailable
 from escalation.request import Actor, ActorKind, Request
 from escalation.verdict import Check, Stage
 from hotpath.services.redis_server import RedisServer

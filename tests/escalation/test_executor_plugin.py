@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from escalation.errors import PluginError
 from escalation.executors.base import ActionRequest
-from escalation.executors.plugin import PluginError, available, is_executor, load_executor
+from escalation.executors.plugin import available, is_executor, load_executor
 
 HERE = Path(__file__).parent
 REQ = ActionRequest("restart_pods", "checkout-eu", "checkout", "f1", "restart:f1", "restart")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from escalation.errors import EscalationError
-from escalation.executors.signing import SignatureError, parse, sign, verify
+from escalation.errors import EscalationError, SignatureError
+from escalation.executors.signing import parse, sign, verify
 
 T = 1_764_132_000
 BODY = b'{"action":"restart_pods","target":"checkout-eu"}'

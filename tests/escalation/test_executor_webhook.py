@@ -9,9 +9,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from escalation.errors import PermanentDeliveryError, RetryableDeliveryError
+from escalation.errors import PermanentDeliveryError, RetryableDeliveryError, SignatureError
 from escalation.executors.base import ActionRequest, ActionResult
-from escalation.executors.signing import SignatureError, sign, verify
+from escalation.executors.signing import sign, verify
 from escalation.executors.webhook import WebhookExecutor
 
 from .conftest import Receiver, Reply

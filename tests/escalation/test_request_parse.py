@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from escalation.errors import EscalationError
+from escalation.errors import EscalationError, RequestError
 from escalation.request import Actor, ActorKind, Request, Severity
-from escalation.request_parse import FIELDS, RequestError, parse_request
+from escalation.request_parse import FIELDS, parse_request
 
 COPILOT = Actor.parse("agent:copilot", roles=("responder",))
 NOW = 1764200000.0

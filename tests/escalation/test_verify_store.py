@@ -9,10 +9,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from escalation.catalogue import Recovery, VerifySpec
-from escalation.errors import EscalationError
+from escalation.errors import EscalationError, VerifyStoreError
 from escalation.verdict import Check, Stage
 from escalation.verify import NO_PROGRESS, Progress, Verifier, Watch
-from escalation.verify_store import RESULT_TTL_S, Pending, VerifyStore, VerifyStoreError
+from escalation.verify_store import RESULT_TTL_S, Pending, VerifyStore
 from hotpath.services.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis

@@ -18,11 +18,10 @@ import pytest
 
 from escalation.approvals import (
     ApprovalState,
-    ApprovalStoreUnavailable,
     DecideResult,
     PendingApproval,
 )
-from escalation.errors import BudgetStoreUnavailable
+from escalation.errors import ApprovalStoreUnavailable, StoreUnavailable
 from escalation.request import Actor, ActorKind, Request
 from escalation.request_store import RequestStoreError
 from escalation.submission import Submission, SubmitStatus
@@ -465,7 +464,7 @@ async def test_a_control_plane_failure_is_500_and_audited(api: Api) -> None:
 
 @pytest.mark.parametrize("outage", [
     ApprovalStoreUnavailable("approval store could not list pending approvals: refused"),
-    BudgetStoreUnavailable("budget store timed out"),
+    StoreUnavailable("budget store timed out"),
     RequestStoreError("request store unavailable: ConnectionError: refused"),
 ])
 async def test_a_store_outage_is_503(api: Api, outage: Exception) -> None:

@@ -84,9 +84,9 @@ actions:
 executors:
   command: {allow: [/bin/echo]}
 principals:
-  - {name: x, kind: agent, token_sha256: "%s"}
-  - {name: x, kind: human, token_sha256: "%s"}
-""" % ("a" * 64, "b" * 64)
+  - {name: x, kind: agent, token_sha256: "AAA"}
+  - {name: x, kind: human, token_sha256: "BBB"}
+""".replace("AAA", "a" * 64).replace("BBB", "b" * 64)
     with pytest.raises(ConfigError) as exc:
         parse_config_text(text)
     assert exc.value.problems == [

@@ -68,5 +68,6 @@ async def test_redis_down_pages_instead_of_acting_and_recovers(
             stop.set()
             await asyncio.wait_for(task, 30)
     assert actions.accepted[0]["rule"] == "restart-checkout"
-    denied = box[0].metrics.budget_denials.labels("unavailable")._value.get()
+    denied = box[0].metrics.requests.labels("automation", "refused",
+                                             "unavailable")._value.get()
     assert denied >= 1
