@@ -29,18 +29,12 @@ humans this module pages what a person must see — an approval to give, a store
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from escalation.approvals import (
-    ApprovalState,
-    ApprovalStore,
-    ApprovalStoreUnavailable,
-    DecideResult,
-    PendingApproval,
-)
+from escalation.approvals import ApprovalState, ApprovalStore, DecideResult, PendingApproval
 from escalation.catalogue import Catalogue
-from escalation.errors import OutboxError
+from escalation.errors import ApprovalStoreUnavailable, OutboxError
 from escalation.executors.base import ActionRequest
 from escalation.limits import LimitOutcome, LimitRequest, LimitStatus, RedisLimits, Window
 from escalation.page import Page, request_page
@@ -101,6 +95,25 @@ def execution_request(req: Request, *, rollback_of: str | None = None) -> Action
         rule=req.actor.name, params=dict(req.params),
         context={"request": req.to_dict(), "rollback_of": rollback_of},
     )
+
+
+def event_page(req: Request, reason: str, now: float, event: str,
+               links: dict[str, str] | None = None) -> Page:
+    """A later page about ``req`` (approval asked, expired, not run, failed, no recovery).
+
+    One request can be paged several times, and the sender delivers one page per dedup key
+    (a second page under a key already delivered is dropped as a duplicate), so each event
+    gets its own key; it stays deterministic, so a replay of the same event pages once.
+    The first-contact pages (a store down) keep the request's plain key.
+
+    >>> from escalation.request import ActorKind
+    >>> req = Request(Actor(ActorKind.AGENT, "copilot"), "failover_region", "checkout",
+    ...               "production", "checkout", "k1", requested_at=5.0)
+    >>> event_page(req, "approval expired unanswered", 6.0, "expired").dedup_key
+    'hotpath-req_6ab9f1eb8f7d3388:expired'
+    """
+    page = request_page(req, reason, now, links)
+    return replace(page, dedup_key=f"{page.dedup_key}:{event}")
 
 
 class ControlPlane:
@@ -185,7 +198,10 @@ class ControlPlane:
                 done = await self._not_queued(done, e, now, pages)
         if pages:
             await self.pages.put_many(pages)
-        await self.store.record_many([(s.request, s.status.value, s.reason, now) for s in done])
+        # A replay is not a change of the request's state: recording "duplicate" would hide
+        # what the original became (queued, recovered, ...) from GET /v1/actions/{id}.
+        await self.store.record_many([(s.request, s.status.value, s.reason, now) for s in done
+                                      if s.status is not SubmitStatus.DUPLICATE])
         for s in done:
             self._on_submission(s)
         return done
@@ -252,8 +268,8 @@ class ControlPlane:
             })
         page = None
         if created and req.actor.kind is not ActorKind.AUTOMATION:
-            page = request_page(req, f"approval required: {reason}", self.clock(),
-                                links=self.approval_links(sub))
+            page = event_page(req, f"approval required: {reason}", self.clock(), "approval",
+                              links=self.approval_links(sub))
         return sub, page
 
     def approval_links(self, sub: Submission) -> dict[str, str]:
@@ -310,7 +326,8 @@ class ControlPlane:
         approved = Check.allow(Stage.APPROVAL, "approved", f"approved by {approver}",
                                approval_id=ap.approval_id, approver=str(approver))
         if not verdict.allowed:
-            sub = Submission(req, SubmitStatus.REFUSED, (*verdict.checks, approved))
+            # The refusal stays last: it is the submission's reason, which the page states.
+            sub = Submission(req, SubmitStatus.REFUSED, (approved, *verdict.checks))
         else:
             (outcome,) = await self.limits.claim_many([self._limit_request(req)])
             sub = _claimed(req, (*verdict.checks, approved), outcome)
@@ -318,11 +335,15 @@ class ControlPlane:
         if sub.status is SubmitStatus.QUEUED:
             self.audit.append("intent", self._intent_body(req, now))
             self.audit.flush()
-            await self.actions.put_many([execution_request(req)])
-        else:
+            try:
+                await self.actions.put_many([execution_request(req)])
+            except OutboxError as e:
+                # As in submit_many: claimed but never queued, so release, audit, page.
+                (sub,) = await self._not_queued([sub], e, now, [])
+        if sub.status is not SubmitStatus.QUEUED:
             self.audit.flush()
-            await self.pages.put_many([request_page(
-                req, f"approved by {approver} but not run: {sub.reason}", now)])
+            await self.pages.put_many([event_page(
+                req, f"approved by {approver} but not run: {sub.reason}", now, "not-run")])
         await self.store.record(req, sub.status.value, sub.reason, now)
         self._on_submission(sub)
 
@@ -336,6 +357,10 @@ class ControlPlane:
         now = self.clock()
         pages = []
         for ap in expired:
+            page = event_page(
+                ap.request, f"approval expired unanswered; {ap.request.action} not run", now,
+                "expired")
+            pages.append(page)
             self.audit.append("approval", {
                 "approval_id": ap.approval_id, "request_id": ap.request.request_id,
                 "event": "expired", "actor": None, "at": now, "requested_at": ap.created_at,
@@ -343,11 +368,8 @@ class ControlPlane:
             })
             self.audit.append("page", {
                 "request_id": ap.request.request_id, "reason": "approval expired",
-                "dedup_key": f"hotpath-{ap.request.request_id}", "at": now,
-                "where": where(ap.request),
+                "dedup_key": page.dedup_key, "at": now, "where": where(ap.request),
             })
-            pages.append(request_page(
-                ap.request, f"approval expired unanswered; {ap.request.action} not run", now))
         self.audit.flush()
         await self.pages.put_many(pages)
         for _ in expired:
@@ -389,7 +411,9 @@ class ControlPlane:
             if c.code == "allowed":
                 rule = c.state.get("rule")
             if c.code == "approved":
+                # After a decide the submission is rebuilt without the id: the check has it.
                 approver = c.state.get("approver")
+                approval_id = approval_id or c.state.get("approval_id")
         return {
             "request": s.request.to_dict(), "decided_at": now,
             "config_version": self.gov.config_version, "where": where(s.request),

@@ -28,14 +28,17 @@ from escalation.control import (
     AuditSink,
     Governance,
     PageSink,
+    event_page,
     execution_request,
     where,
 )
+from escalation.decision import Reason
+from escalation.errors import OutboxError, RequestStoreError, VerifyStoreError
 from escalation.executors.base import ActionRequest, ActionResult
 from escalation.limits import RedisLimits
-from escalation.page import failure_page, request_page
+from escalation.page import Page, failure_page
 from escalation.request import Actor, ActorKind, Request
-from escalation.request_store import RequestStore, RequestStoreError
+from escalation.request_store import RequestStore
 from escalation.verdict import Check, Stage
 from escalation.verify import Watch
 from escalation.verify_store import VerifyStore
@@ -149,6 +152,7 @@ class FollowUp:
                                                           "target": ex.target},
         }
         watch = None if req is None or rollback_of else watch_for(req, self.gov.catalogue)
+        judged = False
         if watch is not None and not result.ok:
             # Nothing ran, so there is nothing to verify: close the watch the processor
             # opened when it queued the action (first verdict wins in the store).
@@ -157,9 +161,10 @@ class FollowUp:
             watch = None
         if watch is not None:
             body["verifying"] = {"series": watch.series_key, "until": watch.deadline}
+            judged = await self._judged(watch)
         self.audit.append("outcome", body)
         if not result.ok:
-            page = failure_page(ex, result, now)
+            page = self._failure_page(ex, req, result, now)
             self.audit.append("page", {"request_id": body["request_id"],
                                        "dedup_key": page.dedup_key, "at": now,
                                        "reason": "remediation failed", "where": body["where"]})
@@ -167,9 +172,30 @@ class FollowUp:
             await self.pages.put_many([page])
         else:
             self.audit.flush()
-        if req is not None:
+        if req is not None and not judged:
             status = ("verifying" if watch is not None else "succeeded") if result.ok else "failed"
             await self.store.record(req, status, result.detail, now)
+
+    async def _judged(self, watch: Watch) -> bool:
+        """Whether ``watch`` already has a verdict: the series can recover (or the window
+        end) before a slow executor reports, and "verifying" must not then overwrite
+        "recovered" as the request's latest status."""
+        try:
+            return await self.verify_store.result(watch.request_id) is not None
+        except VerifyStoreError as e:
+            log.warning("outcome of %s: %s; recording it as verifying", watch.request_id, e)
+            return False
+
+    @staticmethod
+    def _failure_page(ex: ActionRequest, req: Request | None, result: ActionResult,
+                      now: float) -> Page:
+        """Built from the governed request when there is one: it carries the evidence and
+        the request id, where the bare action request has neither (its page would have no
+        context and share the dedup key ``hotpath-`` with every request without a finding)."""
+        if req is None:
+            return failure_page(ex, result, now)
+        return event_page(req, f"{Reason.ACTION_FAILED.value}: {ex.action} {ex.target} "
+                               f"({result.detail})", now, "failed")
 
     async def original(self, watch: Watch) -> Request:
         """The request a watch verifies (from the store; rebuilt from the watch if gone)."""
@@ -209,19 +235,31 @@ class FollowUp:
         rb = None if spec is None else rollback_request(original, spec, watch, check, now)
         reason = f"automation tried {watch.action} on {watch.target}; no recovery"
         if rb is not None:
-            reason += f"; rolling back with {rb.action}"
             self.audit.append("intent", {
                 "request_id": rb.request_id, "action": rb.action, "target": rb.target,
                 "actor": str(rb.actor), "at": now, "params": dict(rb.params),
                 "idempotency_key": rb.idempotency_key, "rollback_of": watch.request_id,
                 "config_version": self.gov.config_version, "where": where(rb),
             })
-        page = request_page(original, reason, now)
+            self.audit.flush()  # intent durable before the rollback can execute
+            try:
+                await self.actions.put_many([execution_request(rb, rollback_of=watch.request_id)])
+                reason += f"; rolling back with {rb.action}"
+            except OutboxError as e:
+                # The verdict is already final in the store, so this is the only chance to
+                # tell anyone: the rollback did not run, a person must undo it.
+                reason += f"; rollback with {rb.action} could not be queued ({e})"
+                self.audit.append("outcome", {
+                    "request_id": rb.request_id, "action": rb.action, "target": rb.target,
+                    "actor": str(rb.actor), "result": "not_executed", "detail": str(e),
+                    "status": None, "at": now, "latency_s": 0.0,
+                    "rollback_of": watch.request_id, "idempotency_key": rb.idempotency_key,
+                    "config_version": self.gov.config_version, "where": where(rb)})
+                rb = None
+        page = event_page(original, reason, now, "no-recovery")
         self.audit.append("page", {"request_id": watch.request_id, "dedup_key": page.dedup_key,
                                    "reason": reason, "at": now, "where": where(original)})
         self.audit.flush()
-        if rb is not None:
-            await self.actions.put_many([execution_request(rb, rollback_of=watch.request_id)])
         await self.pages.put_many([page])
         await self.store.record(original, "rolled_back" if rb is not None else "no_recovery",
                                 check.detail, now)

@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from escalation.errors import EscalationError
+from escalation.errors import RequestStoreError
 from escalation.request import Request
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,6 @@ _FAILURES = (RedisError, OSError, TimeoutError)
 DEFAULT_TTL_S = 7 * 86400
 # A request passes through at most a handful of states; 20 keeps a pathological loop bounded.
 _HISTORY_MAX = 20
-
-
-class RequestStoreError(EscalationError):
-    """The request store (Redis) could not answer a read."""
 
 
 class RequestStore:
