@@ -83,6 +83,9 @@ SWEEP_BATCH = 100
 
 
 
+# How long after an approval's expiry its links still say why they no longer work.
+LINK_GRACE_S = 24 * 3600.0
+
 class ApprovalState(enum.Enum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -258,8 +261,12 @@ class ApprovalStore:
 
     def _links(self, a: PendingApproval) -> Links:
         key = self._secrets[0]
-        return Links(mint(key, a.approval_id, "approve", a.expires_at, self._nonce()),
-                     mint(key, a.approval_id, "deny", a.expires_at, self._nonce()))
+        # The links outlive the approval by a grace period, so a late click is told
+        # "approval expired" (410: the case was paged, nothing ran) by the approval's own
+        # state, not "token expired"; the approval's deadline is still what counts.
+        until = a.expires_at + LINK_GRACE_S
+        return Links(mint(key, a.approval_id, "approve", until, self._nonce()),
+                     mint(key, a.approval_id, "deny", until, self._nonce()))
 
     async def decide(self, approval_id: str, token: str, approver: Actor,
                      decision: Literal["approve", "deny"],

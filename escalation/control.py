@@ -28,13 +28,14 @@ humans this module pages what a person must see — an approval to give, a store
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from escalation.approvals import ApprovalState, ApprovalStore, DecideResult, PendingApproval
 from escalation.catalogue import Catalogue
-from escalation.errors import ApprovalStoreUnavailable, OutboxError
+from escalation.errors import ApprovalStoreUnavailable, OutboxError, VerifyStoreError
 from escalation.executors.base import ActionRequest
 from escalation.limits import LimitOutcome, LimitRequest, LimitStatus, RedisLimits, Window
 from escalation.page import Page, request_page
@@ -43,6 +44,10 @@ from escalation.request import Actor, ActorKind, Request
 from escalation.request_store import RequestStore
 from escalation.submission import Submission, SubmitStatus
 from escalation.verdict import Check, Stage
+from escalation.verify import watch_for
+from escalation.verify_store import VerifyStore
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -122,8 +127,12 @@ class ControlPlane:
                  pages: PageSink, clock: Clock,
                  paused: Callable[[], Awaitable[tuple[bool, str]]] | None = None,
                  on_submission: Callable[[Submission], None] | None = None,
-                 on_approval: Callable[[str], None] | None = None) -> None:
+                 on_approval: Callable[[str], None] | None = None,
+                 verify_store: VerifyStore | None = None) -> None:
         self.gov = gov
+        # Approved actions are queued here, not by a processor: their verification watch is
+        # left in the shared store, where the processor owning the series picks it up.
+        self.verify_store = verify_store
         self.limits = limits
         self.approvals = approvals
         self.store = store
@@ -340,12 +349,27 @@ class ControlPlane:
             except OutboxError as e:
                 # As in submit_many: claimed but never queued, so release, audit, page.
                 (sub,) = await self._not_queued([sub], e, now, [])
+            else:
+                await self._watch_approved(req, now)
         if sub.status is not SubmitStatus.QUEUED:
             self.audit.flush()
             await self.pages.put_many([event_page(
                 req, f"approved by {approver} but not run: {sub.reason}", now, "not-run")])
         await self.store.record(req, sub.status.value, sub.reason, now)
         self._on_submission(sub)
+
+    async def _watch_approved(self, req: Request, now: float) -> None:
+        if self.verify_store is None:
+            return
+        # The series' clock: the finding's point plus the time the approval took.
+        ev = req.event_ts if req.event_ts is not None else req.requested_at
+        watch = watch_for(req, self.gov.catalogue, started_at=ev + max(0.0, now - req.requested_at))
+        if watch is None:
+            return
+        try:
+            await self.verify_store.add(watch)
+        except VerifyStoreError as e:
+            log.warning("verification of approved %s not registered: %s", req.request_id, e)
 
     async def sweep_expired(self) -> list[PendingApproval]:
         """Approvals nobody decided in time: audited, paged, never executed.

@@ -18,11 +18,10 @@ to undo a change that did not help would leave production worse than either path
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
-from escalation.catalogue import ActionSpec, Catalogue, Recovery
+from escalation.catalogue import ActionSpec
 from escalation.control import (
     ActionSink,
     AuditSink,
@@ -40,7 +39,7 @@ from escalation.page import Page, failure_page
 from escalation.request import Actor, ActorKind, Request
 from escalation.request_store import RequestStore
 from escalation.verdict import Check, Stage
-from escalation.verify import Watch
+from escalation.verify import Watch, watch_for
 from escalation.verify_store import VerifyStore
 
 log = logging.getLogger(__name__)
@@ -74,45 +73,6 @@ def rollback_request(original: Request, spec: ActionSpec, watch: Watch, check: C
         reason=f"rollback of {original.request_id} ({original.action}): {check.detail}",
         event_ts=original.event_ts, finding_id=original.finding_id,
         evidence=dict(original.evidence),
-    )
-
-
-def watch_for(req: Request, catalogue: Catalogue) -> Watch | None:
-    """The verification watch for a queued request, or None when there is nothing to watch
-    (the action declares no verification, the request names no series, or recovery is
-    "near the baseline" and the finding had none).
-
-    The window starts at the finding's point (event time), not when the executor answered:
-    the processor opens the watch as it queues the action, so not one point of the series
-    is missed while the action runs, and a backlog replay verifies as the live loop did.
-
-    >>> from dataclasses import replace
-    >>> from escalation.catalogue import ActionSpec, VerifySpec
-    >>> cat = Catalogue(actions={"restart_pods": ActionSpec("restart_pods",
-    ...                                                      verify=VerifySpec(120.0))})
-    >>> req = Request(Actor(ActorKind.AUTOMATION, "r"), "restart_pods", "checkout", "prod",
-    ...               "deployment/checkout", "r:f1", 500.0, event_ts=480.0,
-    ...               evidence={"series": "checkout|lat|", "baseline": 200.0})
-    >>> w = watch_for(req, cat)
-    >>> w.series_key, w.started_at, w.deadline, w.baseline
-    ('checkout|lat|', 480.0, 600.0, 200.0)
-    >>> watch_for(replace(req, evidence={"series": "k", "baseline": None}), cat) is None
-    True
-    """
-    spec = catalogue.action(req.action)
-    series = req.evidence.get("series")
-    if spec is None or spec.verify is None or not isinstance(series, str):
-        return None
-    raw = req.evidence.get("baseline")
-    baseline = float(raw) if isinstance(raw, (int, float)) else math.nan
-    if spec.verify.condition is Recovery.NEAR_BASELINE and not math.isfinite(baseline):
-        return None
-    return Watch(
-        request_id=req.request_id, idempotency_key=req.idempotency_key, series_key=series,
-        action=req.action, service=req.service, target=req.target, rollback=spec.rollback,
-        spec=spec.verify, baseline=baseline,
-        started_at=req.event_ts if req.event_ts is not None else req.requested_at,
-        finding_id=req.finding_id,
     )
 
 

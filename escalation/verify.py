@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from escalation.catalogue import Recovery, VerifySpec
+from escalation.catalogue import Catalogue, Recovery, VerifySpec
+from escalation.request import Request
 from escalation.verdict import Check, Stage
 
 FloatArray = npt.NDArray[np.float64]
@@ -402,3 +403,47 @@ def _float(x: Any, missing: float) -> float:
 
 __all__ = ["NO_PROGRESS", "Progress", "Verifier", "Watch", "advance", "describe", "expire",
            "recovered"]
+
+
+def watch_for(req: Request, catalogue: Catalogue,
+              started_at: float | None = None) -> Watch | None:
+    """The verification watch for a queued request, or None when there is nothing to watch
+    (the action declares no verification, the request names no series, or recovery is
+    "near the baseline" and the finding had none).
+
+    The window starts at the finding's point (event time), not when the executor answered:
+    the processor opens the watch as it queues the action, so not one point of the series
+    is missed while the action runs, and a backlog replay verifies as the live loop did.
+    An action that waited for a person starts its window when it was approved
+    (``started_at``, in the series' time): nothing before it can show the action's effect.
+
+    >>> from dataclasses import replace
+    >>> from escalation.catalogue import ActionSpec, VerifySpec
+    >>> from escalation.request import Actor, ActorKind
+    >>> cat = Catalogue(actions={"restart_pods": ActionSpec("restart_pods",
+    ...                                                      verify=VerifySpec(120.0))})
+    >>> req = Request(Actor(ActorKind.AUTOMATION, "r"), "restart_pods", "checkout", "prod",
+    ...               "deployment/checkout", "r:f1", 500.0, event_ts=480.0,
+    ...               evidence={"series": "checkout|lat|", "baseline": 200.0})
+    >>> w = watch_for(req, cat)
+    >>> w.series_key, w.started_at, w.deadline, w.baseline
+    ('checkout|lat|', 480.0, 600.0, 200.0)
+    >>> watch_for(replace(req, evidence={"series": "k", "baseline": None}), cat) is None
+    True
+    """
+    spec = catalogue.action(req.action)
+    series = req.evidence.get("series")
+    if spec is None or spec.verify is None or not isinstance(series, str):
+        return None
+    raw = req.evidence.get("baseline")
+    baseline = float(raw) if isinstance(raw, (int, float)) else math.nan
+    if spec.verify.condition is Recovery.NEAR_BASELINE and not math.isfinite(baseline):
+        return None
+    return Watch(
+        request_id=req.request_id, idempotency_key=req.idempotency_key, series_key=series,
+        action=req.action, service=req.service, target=req.target, rollback=spec.rollback,
+        spec=spec.verify, baseline=baseline,
+        started_at=started_at if started_at is not None else (
+            req.event_ts if req.event_ts is not None else req.requested_at),
+        finding_id=req.finding_id,
+    )

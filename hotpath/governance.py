@@ -103,6 +103,7 @@ def build_plane(cfg: Config, redis: aioredis.Redis, *, audit: AuditSink, actions
     limits = RedisLimits(redis, cfg.limits.limits(), clock, timeout_s=timeout, prefix=prefix)
     store = RequestStore(redis, timeout_s=timeout, prefix=prefix)
     kill = KillSwitch(redis, prefix, timeout_s=timeout)
+    verify_store = VerifyStore(redis, timeout_s=timeout, prefix=prefix)
 
     async def paused() -> tuple[bool, str]:
         state = await kill.read()
@@ -119,8 +120,8 @@ def build_plane(cfg: Config, redis: aioredis.Redis, *, audit: AuditSink, actions
         on_submission=lambda sub: metrics.requests.labels(
             sub.request.actor.kind.value, sub.status.value,
             sub.checks[-1].code if sub.checks else "").inc(),
-        on_approval=lambda event: metrics.approvals.labels(event).inc())
-    followup = FollowUp(gov, limits=limits,
-                        verify_store=VerifyStore(redis, timeout_s=timeout, prefix=prefix),
+        on_approval=lambda event: metrics.approvals.labels(event).inc(),
+        verify_store=verify_store)
+    followup = FollowUp(gov, limits=limits, verify_store=verify_store,
                         store=store, audit=audit, actions=actions, pages=pages, clock=clock)
     return Plane(control, followup, kill)

@@ -36,14 +36,14 @@ from escalation.decision import (
     request_for,
     settle,
 )
+from escalation.errors import VerifyStoreError
 from escalation.finding import Finding, finding_id
-from escalation.followup import FollowUp, watch_for
+from escalation.followup import FollowUp
 from escalation.kill_switch import RUNNING, KillSwitch
 from escalation.page import Page, page_from_decision
 from escalation.submission import SubmitStatus
 from escalation.verdict import Check
-from escalation.verify import Verifier, Watch
-from escalation.verify_store import VerifyStoreError
+from escalation.verify import Verifier, Watch, watch_for
 from hotpath.metrics import Metrics
 from hotpath.partition import PartitionOutput, PartitionState, TickAlert
 from hotpath.wire import Decoded, RawMessage, Reject, reason_kind

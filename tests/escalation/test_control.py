@@ -63,7 +63,8 @@ CATALOGUE = Catalogue(
         "undo_restart": ActionSpec("undo_restart", risk=Risk.LOW),
         "flush_cache": ActionSpec("flush_cache", risk=Risk.LOW,
                                   verify=VerifySpec(60.0, Recovery.BELOW, 100.0)),
-        "failover_region": ActionSpec("failover_region", risk=Risk.HIGH),
+        "failover_region": ActionSpec("failover_region", risk=Risk.HIGH,
+                                      verify=VerifySpec(300.0, Recovery.NEAR_BASELINE, 0.5)),
     },
     services={"checkout": ServiceSpec("checkout", targets=4, region="eu-west-1"),
               "search": ServiceSpec("search", targets=2, region="eu-west-1")},
@@ -150,7 +151,7 @@ class Rig:
         return ControlPlane(gov, limits=self.limits, approvals=self.approvals,
                             store=self.store, audit=self.audit,
                             actions=queue or self.queue, pages=self.outbox, clock=self.clock,
-                            paused=paused)
+                            paused=paused, verify_store=self.verify_store)
 
     def records(self) -> list[tuple[str, dict[str, Any]]]:
         """(kind, body) of every audit record written since the last call."""
@@ -539,6 +540,30 @@ async def test_an_approval_claims_the_limits_and_queues(rig: Rig) -> None:
     assert (replay.status, replay.reason) == (
         SubmitStatus.DUPLICATE, f"approval: duplicate: approval {aid} is approved")
     assert await rig.queued() == []
+
+
+async def test_an_approved_action_is_verified_from_when_it_was_approved(rig: Rig) -> None:
+    # Automation's failover waited 120 s for a person: its verification window starts then
+    # (in the series' time: the finding's point + 120 s), and the watch is left in the shared
+    # store for the processor that owns the series.
+    req = request(RULE, "auto-fo", "failover_region", target="checkout", params={})
+    sub = await pending(rig, req)
+    assert sub.approve_token is not None
+    rig.clock.now = T0 + 120.0
+    result = await rig.control.decide(approval_id(req.request_id), sub.approve_token, BOB,
+                                      "approve")
+    assert result.check.ok
+    (pend,) = await rig.verify_store.pending()
+    w = pend.watch
+    assert (w.request_id, w.series_key, w.action, w.baseline, w.started_at, w.deadline) == (
+        req.request_id, "checkout|http_latency_p99_ms|", "failover_region", 200.0,
+        T0 - 5.0 + 120.0, T0 - 5.0 + 120.0 + 300.0)
+    # A request without a series to watch (an agent's) leaves nothing to verify.
+    other = failover(key="fo-agent")
+    sub2 = await pending(rig, other)
+    assert sub2.approve_token is not None
+    await rig.control.decide(approval_id(other.request_id), sub2.approve_token, BOB, "approve")
+    assert [p.watch.request_id for p in await rig.verify_store.pending()] == [req.request_id]
 
 
 async def test_a_denial_runs_nothing(rig: Rig) -> None:

@@ -12,12 +12,12 @@ import redis.asyncio as aioredis
 from escalation.actions import ActionQueue
 from escalation.control import Item, execution_request
 from escalation.executors.base import ActionRequest, ActionResult
-from escalation.followup import FollowUp, rollback_request, watch_for
+from escalation.followup import FollowUp, rollback_request
 from escalation.limits import Limits, Window
 from escalation.request import Actor, ActorKind, Request
 from escalation.submission import SubmitStatus
 from escalation.verdict import Check, Stage
-from escalation.verify import NO_PROGRESS, Watch, advance, expire
+from escalation.verify import NO_PROGRESS, Watch, advance, expire, watch_for
 
 from .test_control import (
     ALICE,
