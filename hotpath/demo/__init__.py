@@ -1,1 +1,2 @@
-"""`hotpath demo`: a synthetic fleet with injected incidents and local stand-in receivers."""
+"""`hotpath demo`: a synthetic fleet with injected incidents, local stand-in receivers and an
+on-call who approves what pages ask."""

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 EXPECT_ACT = "act"
 EXPECT_PAGE_NO_RULE = "page: no remediation rule"
 EXPECT_PAGE_BUDGET = "page: budget exhausted"
+# The rule's action needs a person's approval: paged with approve/deny links, approved by
+# the demo's on-call, then executed.
+EXPECT_ACT_AFTER_APPROVAL = "act after approval"
+EXPECTATIONS = (EXPECT_ACT, EXPECT_PAGE_NO_RULE, EXPECT_PAGE_BUDGET, EXPECT_ACT_AFTER_APPROVAL)
 
 # Start of the first incident. The detectors need 30 points per series to warm up; at the
 # 0.2 s publishing interval that is 6 s, so 10 s leaves 20 points of margin for a slow start
@@ -40,8 +44,9 @@ RECURRING_EVERY_S = 5.0
 class Incident:
     """A multiplicative fault on ``service``/``metric``, possibly recurring.
 
-    ``expect`` says what the hot path should do about it (for the demo summary):
-    ``"act"``, ``"page: no remediation rule"`` or ``"page: budget exhausted"``.
+    ``expect`` says what the hot path should do about it (for the demo summary): one of
+    :data:`EXPECTATIONS` — ``"act"``, ``"page: no remediation rule"``, ``"page: budget
+    exhausted"`` or ``"act after approval"``.
 
     >>> Incident("x", "s", "m", start_s=0, duration_s=3, factor=2, repeat_every_s=2,
     ...          repeats=2, expect="act")
@@ -69,6 +74,9 @@ class Incident:
             )
         if self.factor <= 0:
             raise ValueError(f"incident {self.name!r}: factor must be > 0, got {self.factor}")
+        if self.expect not in EXPECTATIONS:
+            raise ValueError(f"incident {self.name!r}: expect {self.expect!r} is not one of "
+                             f"{', '.join(EXPECTATIONS)}")
         if self.repeats < 1:
             raise ValueError(f"incident {self.name!r}: repeats must be >= 1, got {self.repeats}")
         if self.repeats > 1 and self.repeat_every_s is None:
@@ -149,13 +157,15 @@ class Incident:
 
 
 def default_incidents() -> tuple[Incident, ...]:
-    """The three demo incidents: fixed by automation, paged (no rule), budget spent.
+    """The four demo incidents: fixed by automation, paged (no rule), budget spent, and
+    fixed by automation once the on-call approved it.
 
     >>> for i in default_incidents():
     ...     print(i.service, i.metric, i.expect, sep=" | ")
     checkout | http_latency_p99_ms | act
     search | error_ratio | page: no remediation rule
     payments | queue_depth | page: budget exhausted
+    shipping | queue_depth | act after approval
     >>> max(i.end_s for i in default_incidents())
     30.5
     """
@@ -193,6 +203,20 @@ def default_incidents() -> tuple[Incident, ...]:
             repeat_every_s=RECURRING_EVERY_S,
             repeats=4,
             expect=EXPECT_PAGE_BUDGET,
+        ),
+        # (D) failover-shipping asks for failover_region, a high-risk action: the control
+        # plane makes it a pending approval, the page carries approve/deny links, the demo's
+        # on-call approves and the failover heals it. Left alone it lasts 14 s (ending with
+        # the payments spikes, so the demo's minimum duration stays the same): an approval
+        # that never came shows as a plateau, not a blip.
+        Incident(
+            "shipping-queue",
+            "shipping",
+            "queue_depth",
+            start_s=FIRST_INCIDENT_S + 6.0,
+            duration_s=14.0,
+            factor=8.0,
+            expect=EXPECT_ACT_AFTER_APPROVAL,
         ),
     )
 

@@ -1,28 +1,34 @@
 """Local HTTP receivers standing in for the remediation target and the pager.
 
-:class:`ActionReceiver` plays a remediation API (``POST /actions``): it validates the
-executor's JSON, is idempotent on the ``Idempotency-Key`` header like real remediation APIs
-(a repeated key is answered ``duplicate`` and not executed again) and reports each new
-action to a callback — in the demo, the fleet's heal. :class:`PageReceiver` plays a generic
-webhook pager (``POST /pages``): it checks every page field and its type, keeps the pages,
-and writes them to ``pages.jsonl``. Both listen on 127.0.0.1 on a port the kernel picks and
-are async context managers; integration tests use them too.
+:class:`ActionReceiver` plays a remediation API (``POST /actions``): given the webhook
+secret it first checks the executor's ``X-Hotpath-Signature`` (HMAC over timestamp and
+body, :func:`escalation.executors.signing.verify`) and answers 401 to a missing or bad one;
+it validates the executor's JSON, is idempotent on the ``Idempotency-Key`` header like real
+remediation APIs (a repeated key is answered ``duplicate`` and not executed again) and
+reports each new action to a callback — in the demo, the fleet's heal. :class:`PageReceiver`
+plays a generic webhook pager (``POST /pages``): it checks every page field and its type,
+keeps the pages, writes them to ``pages.jsonl`` and hands each new one to a callback — in
+the demo, the on-call who approves what the page asks. Both listen on 127.0.0.1 on a port
+the kernel picks and are async context managers; integration tests use them too.
 
-Bad requests get 400 and ``{"error": <reason>, "field": <name or null>}``. The checks are
-pure functions:
+Bad requests get 400 (401 for the signature) and ``{"error": <reason>, "field": <name or
+null>}``, plus ``"detail"`` where the reason has one. The checks are pure functions:
 
 >>> check_action({"action": "restart_pods"}, "k1")
-Problem(reason=<Rejection.MISSING_FIELD: 'missing field'>, field='target')
+Problem(reason=<Rejection.MISSING_FIELD: 'missing field'>, field='target', detail=None)
 >>> check_page({"dedup_key": 7}, None).to_dict()
 {'error': 'wrong type: expected string', 'field': 'dedup_key'}
+>>> check_signature([b"k"], None, b"{}", now=0.0).to_dict()
+{'error': 'missing header', 'field': 'X-Hotpath-Signature'}
 """
 
 from __future__ import annotations
 
 import enum
 import socket
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +36,9 @@ from typing import Any, Self
 
 import orjson
 from aiohttp import web
+
+from escalation.errors import SignatureError
+from escalation.executors.signing import SIGNATURE_HEADER, verify
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -50,15 +59,25 @@ class Rejection(enum.Enum):
     NOT_STRING_LIST = "wrong type: expected array of strings"
     NOT_NUMBER_LIST = "wrong type: expected array of numbers"
     BAD_SEVERITY = "wrong value: expected critical, error, warning or info"
+    BAD_SIGNATURE = "bad signature"
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
     reason: Rejection
     field: str | None = None
+    detail: str | None = None  # e.g. which part of the signature failed
+
+    @property
+    def status(self) -> int:
+        """401 when the signature is missing or wrong (who sent it), else 400 (what it says)."""
+        return 401 if self.field == SIGNATURE_HEADER else 400
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"error": self.reason.value, "field": self.field}
+        out = {"error": self.reason.value, "field": self.field}
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
 
 
 def _is_number(v: object) -> bool:
@@ -84,10 +103,11 @@ _NUMBER_LIST: tuple[_Check, Rejection] = (
 _SEVERITY: tuple[_Check, Rejection] = (
     lambda v: v in ("critical", "error", "warning", "info"), Rejection.BAD_SEVERITY)
 
-# The executor's request (escalation's webhook executor), in the order fields are checked.
+# The executor's request (escalation.executors.base.ActionRequest.to_dict), in the order
+# fields are checked; ``context`` carries the governed request behind the action.
 ACTION_FIELDS: Mapping[str, tuple[_Check, Rejection]] = {
     "action": _STRING, "target": _STRING, "service": _STRING, "finding_id": _STRING,
-    "idempotency_key": _STRING, "rule": _STRING, "params": _OBJECT,
+    "idempotency_key": _STRING, "rule": _STRING, "params": _OBJECT, "context": _OBJECT,
 }
 
 # escalation.page.Page.to_dict(); value/baseline/deviation are null when unknown (NaN).
@@ -97,6 +117,7 @@ PAGE_FIELDS: Mapping[str, tuple[_Check, Rejection]] = {
     "baseline": _NUMBER_OR_NULL, "deviation": _NUMBER_OR_NULL, "confidence": _NUMBER,
     "detectors": _STRING_LIST, "reasons": _STRING_LIST, "recent": _NUMBER_LIST,
     "finding_id": _STRING, "ts": _NUMBER, "created": _NUMBER, "action": _STRING_OR_NULL,
+    "links": _STRING_MAP,  # approve/deny URLs; {} when the page asks nothing
 }
 
 
@@ -122,7 +143,8 @@ def check_action(body: object, idempotency_key: str | None) -> Problem | None:
     """Why an action request is bad, or None; the header must equal ``idempotency_key``.
 
     >>> ok = {"action": "scale_out", "target": "payments", "service": "payments",
-    ...       "finding_id": "f1", "idempotency_key": "r:f1", "rule": "r", "params": {}}
+    ...       "finding_id": "f1", "idempotency_key": "r:f1", "rule": "r", "params": {},
+    ...       "context": {}}
     >>> check_action(ok, "r:f1") is None
     True
     >>> check_action(ok, None).to_dict()
@@ -142,11 +164,38 @@ def check_page(body: object, idempotency_key: str | None) -> Problem | None:
     return _check(body, PAGE_FIELDS, idempotency_key, "dedup_key", False)
 
 
-async def _json_body(request: web.Request) -> object:
+def check_signature(secrets: Sequence[bytes], header: str | None, body: bytes,
+                    now: float) -> Problem | None:
+    """Why a request's ``X-Hotpath-Signature`` does not prove it came from the executor.
+
+    ``now`` is wall-clock seconds: the signed timestamp must be within the tolerance of it.
+
+    >>> from escalation.executors.signing import sign
+    >>> check_signature([b"k"], sign(b"k", 1000, b"{}"), b"{}", now=1001.0) is None
+    True
+    >>> check_signature([b"k"], sign(b"other", 1000, b"{}"), b"{}", now=1001.0).to_dict()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'error': 'bad signature', 'field': 'X-Hotpath-Signature',
+     'detail': 'signature: no v1 signature matches the body under any of 1 secret(s)'}
+    """
+    if header is None:
+        return Problem(Rejection.MISSING_HEADER, SIGNATURE_HEADER)
     try:
-        return orjson.loads(await request.read())
+        verify(secrets, header, body, now)
+    except SignatureError as e:
+        return Problem(Rejection.BAD_SIGNATURE, SIGNATURE_HEADER, str(e))
+    return None
+
+
+def _parse(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None  # reported as "body is not a JSON object"
+
+
+async def _json_body(request: web.Request) -> object:
+    return _parse(await request.read())
 
 
 def _answer(status: int, body: Mapping[str, Any]) -> web.Response:
@@ -206,19 +255,33 @@ class ReceivedAction:
 
 
 class ActionReceiver(_LoopbackServer):
-    """``POST /actions``: 202 accepted (``on_action(body)`` runs), 200 duplicate, or 400.
+    """``POST /actions``: 202 accepted (``on_action(body)`` runs), 200 duplicate, 400 bad
+    body, or 401 when ``secret`` is given and the signature is missing or does not verify.
 
-    ``received`` holds every request; ``executed`` counts per idempotency key how often the
-    action actually ran (never more than once).
+    ``secret`` is the webhook executor's signing key (the demo sets it for the run);
+    ``wall_clock`` is what a signature's timestamp is checked against. ``received`` holds
+    every request; ``executed`` counts per idempotency key how often the action actually ran
+    (never more than once); ``problems`` are the requests answered 4xx.
     """
 
     _path = "/actions"
 
-    def __init__(self, on_action: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, on_action: Callable[[dict[str, Any]], None] | None = None, *,
+                 secret: bytes | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         super().__init__()
+        if secret is not None and not secret:
+            raise ValueError("action receiver: an empty secret verifies nothing; pass None")
         self._on_action = on_action
+        self._secrets = [] if secret is None else [secret]
+        self._wall_clock = wall_clock
         self.received: list[ReceivedAction] = []
         self.executed: Counter[str] = Counter()
+
+    @property
+    def problems(self) -> list[ReceivedAction]:
+        """The requests that were refused (400 or 401), in arrival order."""
+        return [r for r in self.received if r.status >= 400]
 
     @property
     def accepted(self) -> list[dict[str, Any]]:
@@ -229,11 +292,17 @@ class ActionReceiver(_LoopbackServer):
 
     async def _handle(self, request: web.Request) -> web.Response:
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        body = await _json_body(request)
-        problem = check_action(body, key)
+        raw = await request.read()
+        body = _parse(raw)
+        # Who sent it before what it says: an unsigned request is not read as an action.
+        problem = (None if not self._secrets else check_signature(
+            self._secrets, request.headers.get(SIGNATURE_HEADER), raw, self._wall_clock()))
+        if problem is None:
+            problem = check_action(body, key)
         if problem is not None:
-            self.received.append(ReceivedAction(key, body, 400, problem.reason.value))
-            return _answer(400, problem.to_dict())
+            outcome = problem.reason.value + (f": {problem.detail}" if problem.detail else "")
+            self.received.append(ReceivedAction(key, body, problem.status, outcome))
+            return _answer(problem.status, problem.to_dict())
         assert isinstance(body, dict) and key is not None  # check_action guarantees both
         if self.executed[key]:
             self.received.append(ReceivedAction(key, body, 200, "duplicate"))
@@ -250,7 +319,9 @@ class ActionReceiver(_LoopbackServer):
 class PageReceiver(_LoopbackServer):
     """``POST /pages``: 202 for a valid page (kept, and appended to ``path`` if given), or 400.
 
-    ``path`` is the JSON-lines file itself (the demo passes ``<out>/pages.jsonl``).
+    ``path`` is the JSON-lines file itself. ``on_page(page)`` runs for the first arrival of
+    each ``dedup_key`` (a re-send is not a new incident); it must not block — the demo's
+    :class:`~hotpath.demo.oncall.OnCall` schedules its answer as a task.
 
     ``pages`` holds every valid page in arrival order, re-sends included; ``unique_pages``
     the first of each ``dedup_key`` — what an on-call engineer would see as incidents.
@@ -258,9 +329,11 @@ class PageReceiver(_LoopbackServer):
 
     _path = "/pages"
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None,
+                 on_page: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
         self.path = path
+        self._on_page = on_page
         self.pages: list[dict[str, Any]] = []
         self.rejected: list[tuple[object, Problem]] = []
         self._dedup_keys: set[str] = set()
@@ -285,5 +358,7 @@ class PageReceiver(_LoopbackServer):
         if self.path is not None:
             with self.path.open("ab") as out:
                 out.write(orjson.dumps(body) + b"\n")
+        if not duplicate and self._on_page is not None:
+            self._on_page(body)
         status = "duplicate" if duplicate else "accepted"
         return _answer(202, {"status": status, "dedup_key": body["dedup_key"]})

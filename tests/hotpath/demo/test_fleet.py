@@ -165,7 +165,8 @@ def test_default_scenario_through_the_real_detectors() -> None:
     """Warm-up, one alert per incident, four payments spikes, no false alerts anywhere.
 
     The automation is played by healing 0.4 s after the alert: checkout once, payments on
-    its first two spikes (the budget limit of 2); search never.
+    its first two spikes (the budget limit of 2); search never; shipping once, 2 s after
+    the alert (the on-call's approval comes first).
     """
     assert FIRST_INCIDENT_S / DEFAULT_INTERVAL_S >= 30 + 10  # warm-up plus margin
     single_region = Counter(s.name for s in default_fleet())
@@ -178,7 +179,8 @@ def test_default_scenario_through_the_real_detectors() -> None:
     alerts: dict[tuple[str, str], list[float]] = {}
     confidences = []
     heals_due: list[tuple[float, str]] = []
-    heals_left = {"checkout": 1, "payments": 2}
+    heals_left = {"checkout": 1, "payments": 2, "shipping": 1}
+    heal_after = {"checkout": 0.4, "payments": 0.4, "shipping": 2.0}
     for tick in range(int(36.0 / DEFAULT_INTERVAL_S)):
         # From the tick index, so the incident edges (10.0 s, 14.0 s...) fall exactly on a tick.
         clock.now = T0 + round(tick * DEFAULT_INTERVAL_S, 6)
@@ -201,16 +203,18 @@ def test_default_scenario_through_the_real_detectors() -> None:
             confidences.append(float(out.confidence[i]))
             if heals_left.get(service, 0) > 0:
                 heals_left[service] -= 1
-                heals_due.append((clock.now + 0.4, service))
+                heals_due.append((clock.now + heal_after[service], service))
 
     assert alerts == {
         ("checkout", "http_latency_p99_ms"): [10.0],
         ("search", "error_ratio"): [12.0],
         ("payments", "queue_depth"): [14.0, 19.0, 24.0, 29.0],
+        ("shipping", "queue_depth"): [16.0],
     }
     assert min(confidences) > 0.99  # above any rule's automation threshold
     healed = [(e.incident, e.occurrence) for e in fleet.events if e.kind is FleetEventKind.HEALED]
-    assert healed == [("checkout-latency", 0), ("payments-queue", 0), ("payments-queue", 1)]
+    assert healed == [("checkout-latency", 0), ("payments-queue", 0), ("shipping-queue", 0),
+                      ("payments-queue", 1)]
 
 
 async def test_publish_to_a_real_broker(tansu_bootstrap: str, unique_topic: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from hotpath.demo.incidents import (
     EXPECT_ACT,
+    EXPECT_ACT_AFTER_APPROVAL,
     EXPECT_PAGE_BUDGET,
     EXPECT_PAGE_NO_RULE,
     FIRST_INCIDENT_S,
@@ -70,6 +71,9 @@ def test_occurrences_and_end() -> None:
         ({"repeats": 2}, "incident 'x': repeats > 1 needs repeat_every_s"),
         ({"repeats": 2, "repeat_every_s": 0.5},
          "incident 'x': duration_s 1 must not exceed repeat_every_s 0.5"),
+        ({"expect": "fix"},
+         "incident 'x': expect 'fix' is not one of act, page: no remediation rule, "
+         "page: budget exhausted, act after approval"),
     ],
 )
 def test_invalid_incidents(kwargs: dict[str, Any], message: str) -> None:
@@ -79,8 +83,8 @@ def test_invalid_incidents(kwargs: dict[str, Any], message: str) -> None:
     assert str(err.value) == message
 
 
-def test_default_incidents_cover_the_three_outcomes() -> None:
-    a, b, c = default_incidents()
+def test_default_incidents_cover_the_four_outcomes() -> None:
+    a, b, c, d = default_incidents()
     assert (a.service, a.metric, a.factor, a.expect) == (
         "checkout", "http_latency_p99_ms", 6.0, EXPECT_ACT)
     assert (b.service, b.metric, b.factor, b.healable, b.expect) == (
@@ -89,4 +93,9 @@ def test_default_incidents_cover_the_three_outcomes() -> None:
         "payments", "queue_depth", 8.0, 1.5, EXPECT_PAGE_BUDGET)
     # Two acts use the budget (limit 2), the third spike is the one paged; four for margin.
     assert c.repeats >= 4
+    # Stays up until the approved failover heals it, and ends no later than the others, so
+    # the new incident does not lengthen the shortest demo.
+    assert (d.service, d.metric, d.repeats, d.healable, d.expect) == (
+        "shipping", "queue_depth", 1, True, EXPECT_ACT_AFTER_APPROVAL)
+    assert d.duration_s >= 10 and d.end_s <= max(a.end_s, b.end_s, c.end_s)
     assert min(i.start_s for i in default_incidents()) == FIRST_INCIDENT_S

@@ -1,15 +1,25 @@
-"""`hotpath demo` as a user runs it: embedded broker, real redis-server, the summary, and an
-audit log that verifies — and stops verifying when one byte of one record changes."""
+"""`hotpath demo` as a user runs it: embedded broker, real redis-server, the on-call
+approving the failover a page asks for, the summary, and an audit log that verifies — and
+stops verifying when one byte of one record changes."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 
-from hotpath.demo.incidents import default_incidents, last_end_s
+from hotpath.config import load_config
+from hotpath.demo.incidents import EXPECT_ACT_AFTER_APPROVAL, default_incidents, last_end_s
+from hotpath.demo.run import (
+    EXAMPLE_CONFIG,
+    REMEDIABLE_PROFILE,
+    acting_services,
+    demo_config,
+    secret_names,
+)
 
 DURATION = last_end_s(default_incidents()) + 6  # the shortest run the demo accepts, plus 1s
 
@@ -27,11 +37,42 @@ def test_demo_acts_pages_and_leaves_a_verifiable_audit_log(tmp_path: Path) -> No
 
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["expectations_missing"] == []
+    assert summary["problems"] == []  # no bad signature, no refused page or approval
+    assert [(i["incident"], i["met"]) for i in summary["incidents"]] == [
+        (i.name, True) for i in default_incidents()]
     acted = [a for a in summary["actions"] if a["outcome"] == "succeeded"]
-    assert {a["rule"] for a in acted} == {"restart-checkout", "scale-payments"}
-    assert len([a for a in acted if a["rule"] == "scale-payments"]) == 2  # its budget
+    assert {a["rule"] for a in acted} == {"restart-checkout", "scale-payments",
+                                         "failover-shipping"}
+    (budget,) = [r.budget for r in load_config(EXAMPLE_CONFIG).remediations
+                 if r.name == "scale-payments"]
+    assert budget is not None
+    assert len([a for a in acted if a["rule"] == "scale-payments"]) == budget.limit
     last_reasons = {p["reasons"][-1] for p in summary["pages"]}
-    assert {"no remediation rule", "budget exhausted"} <= last_reasons
+    assert {"no remediation rule", "budget exhausted", "approval required"} <= last_reasons
+
+    # The failover: asked by automation, paged with links, approved by alice, then run.
+    (approval,) = summary["approvals"]
+    aid = approval["approval_id"]
+    assert (approval["action"], approval["target"], approval["requested_by"],
+            approval["state"], approval["decided_by"], approval["refusals"]) == (
+        "failover_region", "service/shipping", "automation:failover-shipping", "approved",
+        "human:alice", [])
+    assert approval["latency_s"] >= 1.5  # the on-call's human moment comes first
+    (asking,) = [p for p in summary["pages"] if p["links"]]
+    assert asking["service"] == "shipping"
+    assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/v1/approvals/{aid}/approve\?token=\S+",
+                        asking["links"]["approve"])
+    assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/v1/approvals/{aid}/deny\?token=\S+",
+                        asking["links"]["deny"])
+    (failover,) = [a for a in acted if a["rule"] == "failover-shipping"]
+    assert (failover["approval_id"], failover["approver"]) == (aid, "human:alice")
+    assert [e["kind"] for e in summary["fleet_events"] if e["incident"] == "shipping-queue"] == [
+        "started", "healed"]
+    assert [(a["approval_id"], a["status"], a["approver"]) for a in summary["on_call"]] == [
+        (aid, 200, "human:alice")]
+    assert re.search(rf"^on-call human:alice approved {aid} \(failover_region "
+                     rf"service/shipping\) after \d+\.\d s$", run.stdout, re.M), run.stdout
+    assert f"  shipping-queue    {EXPECT_ACT_AFTER_APPROVAL}: yes" in run.stdout
     assert summary["dlq"] == {"not json": 1, "not an object": 1, "missing field": 1}
     pages = [orjson.loads(line) for line in (out / "pages.jsonl").read_bytes().splitlines()]
     assert [p["dedup_key"] for p in pages] == [p["dedup_key"] for p in summary["pages"]]
@@ -50,6 +91,24 @@ def test_demo_acts_pages_and_leaves_a_verifiable_audit_log(tmp_path: Path) -> No
     bad = _hotpath("audit", "verify", str(audit))
     assert bad.returncode == 1
     assert "line 3" in bad.stderr and "TAMPERED" in bad.stderr, bad.stderr
+
+
+def test_demo_config_covers_shipping_and_mints_links_for_its_api(tmp_path: Path) -> None:
+    base = load_config(EXAMPLE_CONFIG)
+    cfg = demo_config(base, bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:2/0",
+                      action_url="http://127.0.0.1:3/actions",
+                      page_url="http://127.0.0.1:4/pages", out_dir=tmp_path, api_port=5,
+                      remediable=acting_services(default_incidents()))
+    (before,) = [p for p in base.detectors.profiles if p.name == REMEDIABLE_PROFILE]
+    (after,) = [p for p in cfg.detectors.profiles if p.name == REMEDIABLE_PROFILE]
+    assert not before.match.matches("shipping", "queue_depth", {"region": "us-east-1"})
+    assert after.match.matches("shipping", "queue_depth", {"region": "us-east-1"})
+    assert after.match.service == ("checkout", "payments", "shipping")
+    assert after.detectors == before.detectors
+    assert [p.name for p in cfg.detectors.profiles] == [p.name for p in base.detectors.profiles]
+    assert (cfg.api.enabled, cfg.api.port, cfg.api.public_url) == (
+        True, 5, "http://127.0.0.1:5/v1")
+    assert secret_names(cfg) == ["HOTPATH_APPROVAL_SECRET", "HOTPATH_WEBHOOK_SECRET"]
 
 
 def test_demo_refuses_a_duration_too_short_for_its_incidents(tmp_path: Path) -> None:
