@@ -317,12 +317,14 @@ def _config(bootstrap: str, redis_url: str, topic: str, group: str, workdir: Pat
     return with_overrides(load_config(EXAMPLE_CONFIG), {
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": group},
         "redis": {"url": redis_url},
-        "executors": {"webhook": {"url": actions.url}},
         "pagers": {"webhook": {"url": pages.url},
                    "console": {"path": workdir / "pages.jsonl", "echo": False}},
         "audit": {"path": workdir / "audit.jsonl"},
         "spool": {"dir": workdir / "spool"},
         "metrics": {"port": 0},
+        "api": {"port": 0},
+        "executors": {"webhook": {"url": actions.url},
+                      "plugins": {"jsonl": {"path": str(workdir / "changes.jsonl")}}},
     })
 
 

@@ -110,15 +110,16 @@ def decision_context(cfg: Config) -> DecisionContext:
     )
 
 
-def _pagers(cfg: Config, session: aiohttp.ClientSession) -> list[Pager]:
-    pagers: list[Pager] = []
+def pagers(cfg: Config, session: aiohttp.ClientSession) -> list[Pager]:
+    """The configured pagers (the webhook and the console/file pager), as serve() sends to."""
+    out: list[Pager] = []
     if cfg.pagers.webhook is not None:
-        pagers.append(WebhookPager(session, cfg.pagers.webhook.url,
-                                   timeout_s=cfg.pagers.webhook.timeout_s))
+        out.append(WebhookPager(session, cfg.pagers.webhook.url,
+                                timeout_s=cfg.pagers.webhook.timeout_s))
     if cfg.pagers.console is not None:
-        pagers.append(ConsolePager(cfg.pagers.console.path,
-                                   sys.stdout if cfg.pagers.console.echo else None))
-    return pagers
+        out.append(ConsolePager(cfg.pagers.console.path,
+                                sys.stdout if cfg.pagers.console.echo else None))
+    return out
 
 
 async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
@@ -157,7 +158,7 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         metrics.pages.labels(pager, outcome).inc()
         metrics.page_latency.labels(pager).observe(latency)
 
-    sender = PageSender(outbox, _pagers(cfg, session), backoff, clock, on_result=page_result,
+    sender = PageSender(outbox, pagers(cfg, session), backoff, clock, on_result=page_result,
                         consumer=consumer_name)
     queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
     plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,

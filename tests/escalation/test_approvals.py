@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from escalation.approval_tokens import mint
 from escalation.approvals import (
     DEFAULT_RETENTION_S,
+    LINK_GRACE_S,
     ApprovalState,
     ApprovalStore,
     PendingApproval,
@@ -112,8 +113,10 @@ async def test_request_stores_a_pending_approval_with_links(
     assert await store.get(approval.approval_id) == approval
     assert await store.pending() == [approval]
     assert PendingApproval.from_dict(approval.to_dict()) == approval
-    assert links.approve_token == mint(KEY, approval.approval_id, "approve", T0 + EXPIRY_S, "n0")
-    assert links.deny_token == mint(KEY, approval.approval_id, "deny", T0 + EXPIRY_S, "n1")
+    # Links outlive the approval by the grace period (a late click hears "approval expired").
+    until = T0 + EXPIRY_S + LINK_GRACE_S
+    assert links.approve_token == mint(KEY, approval.approval_id, "approve", until, "n0")
+    assert links.deny_token == mint(KEY, approval.approval_id, "deny", until, "n1")
     ttl = await redis_client.ttl(f"hotpath:approval:{approval.approval_id}")
     assert EXPIRY_S + DEFAULT_RETENTION_S - 5 <= ttl <= EXPIRY_S + DEFAULT_RETENTION_S
 
@@ -190,11 +193,15 @@ async def test_forged_and_malformed_tokens(store: ApprovalStore) -> None:
     assert (await store.get(aid)) == approval  # still pending, untouched
 
 
-async def test_expired_token(store: ApprovalStore, clock: Clock) -> None:
+async def test_expired_approval_then_expired_token(store: ApprovalStore, clock: Clock) -> None:
     approval, links, _ = await store.request(request(), reason="r", expiry_s=EXPIRY_S)
+    aid = approval.approval_id
     clock.now = T0 + EXPIRY_S
-    assert await refused(store, approval.approval_id, links.approve_token) == (
-        "expired", "token expired at 2025-11-26T04:55:00Z")
+    assert await refused(store, aid, links.approve_token) == (
+        "approval_expired", f"approval {aid} expired at 2025-11-26T04:55:00Z; nothing executes")
+    clock.now = T0 + EXPIRY_S + LINK_GRACE_S
+    assert await refused(store, aid, links.approve_token) == (
+        "expired", "token expired at 2025-11-27T04:55:00Z")
 
 
 async def test_reused_token_is_refused_even_for_another_authorised_approver(

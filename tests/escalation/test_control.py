@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 
 from escalation.actions import ActionQueue
 from escalation.approval_tokens import mint
-from escalation.approvals import ApprovalState, ApprovalStore, approval_id
+from escalation.approvals import LINK_GRACE_S, ApprovalState, ApprovalStore, approval_id
 from escalation.audit import AuditLog
 from escalation.catalogue import ActionSpec, Catalogue, Recovery, Risk, ServiceSpec, VerifySpec
 from escalation.control import ControlPlane, Governance, Item, execution_request
@@ -595,7 +595,11 @@ def forged(aid: str) -> str:
      "human:carol (roles: oncall) may not approve failover_region in production"),
     ("forged", BOB, "bad_signature", None),
     ("reused", BOB, "token_reused", "this approval link was already used; each link works once"),
-    ("expired", BOB, "expired", None),
+    # Past the approval's expiry the link still verifies (a grace period), and the
+    # approval's own state answers; past the grace the token itself has expired.
+    ("expired", BOB, "approval_expired", "approval {aid} expired at 2025-11-26T04:55:00Z; "
+     "nothing executes"),
+    ("link-expired", BOB, "expired", None),
 ])
 async def test_a_refused_decision_is_audited_and_runs_nothing(
         rig: Rig, case: str, approver: Actor, code: str, detail: str | None) -> None:
@@ -612,6 +616,8 @@ async def test_a_refused_decision_is_audited_and_runs_nothing(
         rig.records()
     elif case == "expired":
         rig.clock.now = T0 + EXPIRY_S
+    elif case == "link-expired":
+        rig.clock.now = T0 + EXPIRY_S + LINK_GRACE_S
     result = await rig.control.decide(aid, token, approver, "approve", "please")
     assert (result.check.ok, result.check.code) == (False, code)
     if detail is not None:
@@ -625,7 +631,8 @@ async def test_a_refused_decision_is_audited_and_runs_nothing(
         expected |= {"request_id": req.request_id, "requested_at": T0,
                      "where": WHERE | {"target": "checkout"}}
     assert (kind, body) == ("approval", expected)
-    assert (result.approval is not None) == (case in ("self", "unauthorised", "reused"))
+    assert (result.approval is not None) == (case in ("self", "unauthorised", "reused",
+                                                      "expired"))
     assert await rig.queued() == []
     assert await rig.pages() == []
 

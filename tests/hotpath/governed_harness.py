@@ -45,7 +45,7 @@ from hotpath.demo.receivers import ActionReceiver
 from hotpath.governance import Plane, authenticator, build_plane, executors
 from hotpath.http_server import HttpServer
 from hotpath.metrics import Metrics
-from hotpath.runtime import _pagers
+from hotpath.runtime import pagers
 from tests.hotpath.conftest import EXAMPLE
 
 # The example config's demo tokens (deploy/hotpath.yaml stores their SHA-256), plus carol:
@@ -148,7 +148,7 @@ def build_governed(cfg: Config, redis: aioredis.Redis, session: aiohttp.ClientSe
         metrics.pages.labels(pager, outcome).inc()
         metrics.page_latency.labels(pager).observe(latency)
 
-    sender = PageSender(outbox, _pagers(cfg, session), backoff, clock, on_result=page_result,
+    sender = PageSender(outbox, pagers(cfg, session), backoff, clock, on_result=page_result,
                         consumer=consumer)
     queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
     plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,
