@@ -54,7 +54,8 @@ from typing import Any
 
 #: Kinds the audit log holds; anything else is counted as unknown.
 KNOWN_KINDS = frozenset({"decision", "request", "approval", "intent", "outcome",
-                         "verification", "page", "automation", "checkpoint", "recovery"})
+                         "verification", "page", "automation", "checkpoint", "recovery",
+                         "api"})
 ACTION_RESULTS = ("success", "failed", "not_executed")
 APPROVAL_EVENTS = ("requested", "approved", "denied", "expired", "refused")
 FAILURE_CAUSES = ("no_recovery", "action_failed", "approval_expired")
@@ -142,6 +143,7 @@ class Scorecard:
     requests: Requests
     pages: Pages
     impact: Impact
+    api_calls: Mapping[str, int]   # "accepted" and "refused <code>", from the action API
 
     @property
     def automation_error_rate(self) -> float | None:
@@ -239,6 +241,8 @@ class _Tally:
         self.req_results: Counter[str] = Counter()
         self.refused: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.page_requests: list[str | None] = []
+        self.finding_pages = 0
+        self.api: Counter[str] = Counter()
         self.finding_ts: dict[str, float] = {}
         self.finding_of: dict[str, str] = {}
         self.detected: dict[str, float] = {}
@@ -295,11 +299,20 @@ class _Tally:
         if b.get("request_id") and (at := _num(b.get("at"))) is not None:
             self.intents.append((str(b["request_id"]), at))
 
+    def api_call(self, order: int, b: Mapping[str, Any]) -> None:
+        status = _num(b.get("status"))
+        self.api["accepted" if status is not None and status < 400 else
+                 f"refused {b.get('code', '?')}"] += 1
+
     def page(self, order: int, b: Mapping[str, Any]) -> None:
         rid = b.get("request_id")
         self.page_requests.append(str(rid) if rid else None)
 
     def decision(self, order: int, b: Mapping[str, Any]) -> None:
+        if b.get("decision") == "page":
+            # A finding automation did not (or could not) act on: paged by the processor
+            # with its context, recorded in the decision itself rather than a "page" record.
+            self.finding_pages += 1
         ev = _obj(b.get("evidence"))
         fid, ets, at = ev.get("finding_id"), _num(ev.get("ts")), _num(b.get("decided_at"))
         if fid and ets is not None:
@@ -332,7 +345,8 @@ class _Tally:
 
     def _pages(self) -> Pages:
         no_recovery = {rid for rid, seen in self.verified.items() if not all(ok for _, ok in seen)}
-        causes = Counter(dict.fromkeys((*FAILURE_CAUSES, "other"), 0))
+        causes = Counter(dict.fromkeys((*FAILURE_CAUSES, "finding", "other"), 0))
+        causes["finding"] = self.finding_pages
         for rid in self.page_requests:
             if rid in no_recovery:
                 causes["no_recovery"] += 1
@@ -342,7 +356,7 @@ class _Tally:
                 causes["approval_expired"] += 1
             else:
                 causes["other"] += 1
-        return Pages(len(self.page_requests), dict(causes))
+        return Pages(len(self.page_requests) + self.finding_pages, dict(causes))
 
     def _impact(self) -> Impact:
         ts = self.finding_ts
@@ -385,11 +399,12 @@ class _Tally:
                 {s: dict(sorted(c.items())) for s, c in sorted(self.refused.items())}),
             pages=self._pages(),
             impact=self._impact(),
+            api_calls=dict(sorted(self.api.items())),
         )
 
 
 _READERS: dict[str, Callable[[_Tally, int, Mapping[str, Any]], None]] = {
     "outcome": _Tally.outcome, "verification": _Tally.verification,
     "approval": _Tally.approval, "request": _Tally.request, "intent": _Tally.intent,
-    "page": _Tally.page, "decision": _Tally.decision,
+    "page": _Tally.page, "decision": _Tally.decision, "api": _Tally.api_call,
 }

@@ -117,6 +117,8 @@ def render(card: Scorecard) -> str:
                for code, n in codes.items()}
     lines += ["", "Requests", *_pairs("by result", rq.by_result),
               *_pairs("refused at stage/code", refused)]
+    if card.api_calls:
+        lines += _pairs("action API calls", card.api_calls)
 
     pg = card.pages
     lines += ["", "Pages", _kv("total", str(pg.total)),

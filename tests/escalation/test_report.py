@@ -41,9 +41,10 @@ def test_every_metric_of_a_full_log() -> None:
     assert card.requests.refused_by_stage == {"limits": {"budget_exhausted": 1},
                                               "policy": {"freeze": 1}}
 
-    assert card.pages.total == 5
+    # 5 "page" records, and 2 findings the processor paged (decision "page")
+    assert card.pages.total == 7
     assert card.pages.by_cause == {"no_recovery": 2, "action_failed": 1,
-                                   "approval_expired": 1, "other": 1}
+                                   "approval_expired": 1, "finding": 2, "other": 1}
     assert card.pages.automation_failures == 4
 
     im = card.impact
@@ -63,7 +64,7 @@ def test_since_keeps_records_written_at_or_after_it() -> None:
     assert card.actions.by_result == {"success": 0, "failed": 0, "not_executed": 1}
     # r7's page still has its cause: the expiry is inside the window too.
     assert card.pages.by_cause == {"no_recovery": 0, "action_failed": 0,
-                                   "approval_expired": 1, "other": 1}
+                                   "approval_expired": 1, "finding": 0, "other": 1}
     assert card.since == 7600.0
 
 
@@ -81,11 +82,22 @@ def test_empty_log_is_all_zeros_and_rates_are_none() -> None:
                       "latency": none, "denials_by_code": {}},
         "requests": {"by_result": {}, "refused_by_stage": {}},
         "pages": {"total": 0, "by_cause": {"no_recovery": 0, "action_failed": 0,
-                                           "approval_expired": 0, "other": 0},
+                                           "approval_expired": 0, "finding": 0, "other": 0},
                   "automation_failures": 0},
         "impact": {"findings": 0, "detect": none, "act": none, "recover": none},
+        "api_calls": {},
         "automation_error_rate": None, "rollback_rate": None,
     }
+
+
+def test_api_calls_are_counted_accepted_or_refused_by_code() -> None:
+    calls = [{"kind": "api", "ts": 1.0, "body": {"status": s, "code": c}}
+             for s, c in ((202, "queued"), (200, "duplicate"), (403, "no_rule"),
+                          (401, "unknown_token"), (403, "no_rule"))]
+    card = scorecard(calls)
+    assert card.api_calls == {"accepted": 2, "refused no_rule": 2,
+                              "refused unknown_token": 1}
+    assert card.unknown_kinds == {}
 
 
 def test_to_dict_is_json_and_carries_the_rates() -> None:

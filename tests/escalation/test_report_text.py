@@ -31,10 +31,10 @@ Requests
   refused at stage/code         limits/budget_exhausted 1, policy/freeze 1
 
 Pages
-  total                         5
+  total                         7
   caused by automation failing  4
   by cause                      no_recovery 2, action_failed 1,
-                                approval_expired 1, other 1
+                                approval_expired 1, finding 2, other 1
 
 Incident impact (5 findings)    n   p50    p90    max
   time to detect                5  4.0s  10.0s  10.0s
