@@ -24,6 +24,17 @@ Redis, ``hotpath:exec:{idempotency_key}``, claimed with SET NX before executing:
 So a request queued twice executes once, and every outcome is reported at least once. If
 ``on_outcome`` raises, the error is logged and the entry stays pending; it comes back
 (XAUTOCLAIM after ``min_idle_ms``, or a restart) and is reported from the stored result.
+
+Gate: a request can wait in the queue while the world changes (queued just before a pause,
+an approval granted later, a rollback). So just before it would execute — never for a mark
+already ``done``/``reported``, whose outcome is settled — the runner awaits the optional
+``gate(req)``. ``None`` lets it run; a string is the reason it must not: the executor is not
+called, the result ``ActionResult(False, None, "not executed: <reason>", 0.0)`` is stored as
+``done`` and reported like any other outcome, and the entry is acked. A refused action is
+not deferred: a redelivery finds it done, and whoever lifts the pause decides again. A gate
+that raises refuses with ``"gate failed: <Type>: <message>"`` (fail closed). What the gate
+checks is the caller's policy, not this module's: the runtime passes one that refuses the
+actions of non-human actors while the kill switch says paused.
 """
 
 from __future__ import annotations
@@ -49,6 +60,8 @@ log = logging.getLogger(__name__)
 
 OnOutcome = Callable[[ActionRequest, ActionResult], Awaitable[None]]
 OnAttempt = Callable[[str, Outcome, float], None]
+# None: execute; a string: the reason not to (see the module docstring).
+Gate = Callable[[ActionRequest], Awaitable[str | None]]
 
 _UNKNOWN_OUTCOME = ("outcome unknown: a runner stopped while this non-idempotent action was "
                     "in flight; not sent again")
@@ -127,6 +140,7 @@ class ActionRunner:
         block_ms: int = 1000,
         mark_prefix: str = "hotpath:exec:",
         mark_ttl_s: int = _MARK_TTL_S,
+        gate: Gate | None = None,
     ) -> None:
         self._queue = queue
         self._executor = executor
@@ -143,6 +157,7 @@ class ActionRunner:
         self._mark_prefix = mark_prefix
         self._mark_ttl_s = mark_ttl_s
         self._timeout_s = queue.queue.timeout_s
+        self._gate = gate
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run actions until ``stop`` is set; Redis outages only pause it."""
@@ -193,6 +208,9 @@ class ActionRunner:
                 log.warning("action %s was started before and is not idempotent; not sending "
                             "again, reporting the outcome as unknown", req.idempotency_key)
                 result = ActionResult(False, None, _UNKNOWN_OUTCOME, 0.0)
+            elif (refusal := await self._refusal(req)) is not None:
+                log.warning("action %s not executed: %s", req.idempotency_key, refusal)
+                result = ActionResult(False, None, f"not executed: {refusal}", 0.0)
             else:
                 if mark.get("state") == "started":
                     log.warning("action %s was started before (crash or duplicate); sending "
@@ -209,6 +227,18 @@ class ActionRunner:
             return
         await self._set_mark(key, {"state": "reported", "result": result.to_dict()})
         await self._queue.ack(entry_id)
+
+    async def _refusal(self, req: ActionRequest) -> str | None:
+        """The gate's reason not to execute ``req``, or None; a failing gate refuses."""
+        if self._gate is None:
+            return None
+        try:
+            return await self._gate(req)
+        except Exception as e:
+            # Fail closed: a gate that cannot tell whether automation is paused must not
+            # let the action through.
+            log.exception("action %s: the gate failed; refusing", req.idempotency_key)
+            return f"gate failed: {type(e).__name__}: {e}"
 
     def _retry_safe(self, req: ActionRequest) -> bool:
         return self._attempts_for is None or self._attempts_for(req) > 1

@@ -101,14 +101,25 @@ class ActionSpec:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """A service as the control plane sees it: its size (for blast radius) and owner."""
+    """A service as the control plane sees it: its size (for blast radius), where it runs
+    (a request naming another environment or region is refused: a caller cannot pick a
+    laxer environment than the one it would change) and who owns it."""
 
     name: str
     targets: int = 1                     # how many instances/deployments an action can hit
-    environment: str = "production"
-    region: str = ""
+    environments: tuple[str, ...] = ("production",)
+    regions: tuple[str, ...] = ()        # empty: any region
     team: str = ""
     runbook: str = ""
+
+    @property
+    def environment(self) -> str:
+        """Where it runs unless a request says otherwise (the first environment)."""
+        return self.environments[0] if self.environments else "production"
+
+    @property
+    def region(self) -> str:
+        return self.regions[0] if len(self.regions) == 1 else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +129,9 @@ class Catalogue:
 
     def action(self, name: str) -> ActionSpec | None:
         return self.actions.get(name)
+
+    def knows(self, service: str) -> bool:
+        return service in self.services
 
     def service(self, name: str) -> ServiceSpec:
         """Unknown services count as one target: any action on them touches all of it."""

@@ -35,7 +35,13 @@ from typing import Any, Literal, Protocol
 
 from escalation.approvals import ApprovalState, ApprovalStore, DecideResult, PendingApproval
 from escalation.catalogue import Catalogue
-from escalation.errors import ApprovalStoreUnavailable, OutboxError, VerifyStoreError
+from escalation.errors import (
+    ApprovalStoreUnavailable,
+    OutboxError,
+    RequestStoreError,
+    StoreUnavailable,
+    VerifyStoreError,
+)
 from escalation.executors.base import ActionRequest
 from escalation.limits import LimitOutcome, LimitRequest, LimitStatus, RedisLimits, Window
 from escalation.page import Page, request_page
@@ -84,6 +90,7 @@ class Item:
     request: Request
     paused: bool = False
     pause_detail: str = ""
+    pause_code: str = "paused"   # "unavailable" when the switch could not be read
 
 
 def where(req: Request) -> dict[str, str]:
@@ -149,8 +156,14 @@ class ControlPlane:
     # --- submit ------------------------------------------------------------------------
 
     async def submit(self, req: Request) -> Submission:
-        paused, detail = (False, "") if self._paused is None else await self._paused()
-        (sub,) = await self.submit_many([Item(req, paused, detail)])
+        """One request from the API. ``paused`` raising :class:`StoreUnavailable` (the
+        switch cannot be read) holds machines back as a pause would, with its own code."""
+        try:
+            paused, detail = (False, "") if self._paused is None else await self._paused()
+            item = Item(req, paused, detail)
+        except StoreUnavailable as e:
+            item = Item(req, True, str(e), pause_code="unavailable")
+        (sub,) = await self.submit_many([item])
         return sub
 
     async def submit_many(self, items: Sequence[Item]) -> list[Submission]:
@@ -160,11 +173,15 @@ class ControlPlane:
         subs: list[Submission | None] = []
         to_claim: list[tuple[int, Request, tuple[Check, ...], PolicyVerdict]] = []
         to_approve: list[tuple[int, Request, tuple[Check, ...], PolicyVerdict]] = []
+        pages: list[Page] = []
         for i, it in enumerate(items):
             req = it.request
             if it.paused and req.actor.kind is not ActorKind.HUMAN:
-                subs.append(Submission(req, SubmitStatus.REFUSED, (Check.refuse(
-                    Stage.POLICY, "paused", it.pause_detail or "automation is paused"),)))
+                held = Submission(req, SubmitStatus.REFUSED, (Check.refuse(
+                    Stage.POLICY, it.pause_code, it.pause_detail or "automation is paused"),))
+                subs.append(held)
+                if it.pause_code == "unavailable" and req.actor.kind is not ActorKind.AUTOMATION:
+                    pages.append(request_page(req, held.reason, now))
                 continue
             verdict = evaluate(req, self.gov.catalogue, self.gov.policy, now)
             checks = verdict.checks
@@ -180,17 +197,22 @@ class ControlPlane:
                 subs.append(None)
                 to_claim.append((i, req, checks, verdict))
 
-        pages: list[Page] = []
         for i, req, checks, verdict in to_approve:
             subs[i], page = await self._ask_approval(req, checks, verdict)
             if page is not None:
                 pages.append(page)
         outcomes = await self.limits.claim_many([self._limit_request(r) for _, r, _, _ in to_claim])
+        claimed_now = {r.request_id for (_, r, _, _), o in zip(to_claim, outcomes, strict=True)
+                       if o.status is LimitStatus.CLAIMED}
         for (i, req, checks, _), outcome in zip(to_claim, outcomes, strict=True):
-            subs[i] = _claimed(req, checks, outcome)
+            sub = _claimed(req, checks, outcome)
+            if outcome.status is LimitStatus.DUPLICATE and req.request_id not in claimed_now:
+                sub = await self._replay(sub)
+            subs[i] = sub
             machine = req.actor.kind is ActorKind.AUTOMATION
-            if outcome.status is LimitStatus.UNAVAILABLE and not machine:
-                pages.append(request_page(req, str(outcome.check), now))
+            if sub.status is SubmitStatus.REFUSED and not machine and sub.checks[-1].code in (
+                    "unavailable", "claimed_not_queued"):
+                pages.append(request_page(req, sub.reason, now))
 
         done = [s for s in subs if s is not None]
         assert len(done) == len(items)
@@ -205,15 +227,50 @@ class ControlPlane:
                 await self.actions.put_many([execution_request(s.request) for s in runnable])
             except OutboxError as e:
                 done = await self._not_queued(done, e, now, pages)
+            else:
+                # Automation's watches are opened by the processor that owns the series;
+                # an agent's or a person's naming a series are left for it in the store.
+                for s in runnable:
+                    if s.request.actor.kind is not ActorKind.AUTOMATION:
+                        await self._watch(s.request, now)
         if pages:
             await self.pages.put_many(pages)
         # A replay is not a change of the request's state: recording "duplicate" would hide
-        # what the original became (queued, recovered, ...) from GET /v1/actions/{id}.
+        # what the original became (queued, recovered, ...) from GET /v1/actions/{id}; a
+        # refusal only sets the status of a request never seen before (a refused resend of
+        # a queued request stays "queued", the refusal goes into its history).
         await self.store.record_many([(s.request, s.status.value, s.reason, now) for s in done
-                                      if s.status is not SubmitStatus.DUPLICATE])
+                                      if s.status not in (SubmitStatus.DUPLICATE,
+                                                          SubmitStatus.REFUSED)])
+        await self.store.record_many([(s.request, s.status.value, s.reason, now) for s in done
+                                      if s.status is SubmitStatus.REFUSED], keep_status=True)
         for s in done:
             self._on_submission(s)
         return done
+
+    async def _replay(self, sub: Submission) -> Submission:
+        """A DUPLICATE from the limits script: the same change again (nothing runs), a
+        different change reusing the key (refused: nothing runs, the caller is told), or a
+        claim whose request was never recorded — claimed, then a crash or a lost reply
+        before it was queued: nothing will run it, so a person must be told."""
+        req = sub.request
+        try:
+            first = await self.store.request(req.request_id)
+        except RequestStoreError as e:
+            return Submission(req, SubmitStatus.REFUSED, (*sub.checks[:-1], Check.refuse(
+                Stage.LIMITS, "unavailable", f"replay of {req.idempotency_key}: {e}")))
+        if first is None:
+            return Submission(req, SubmitStatus.REFUSED, (*sub.checks[:-1], Check.refuse(
+                Stage.LIMITS, "claimed_not_queued",
+                f"{req.idempotency_key} was claimed before but never queued (a crash or a "
+                "lost reply); nothing will run it unless a person does")))
+        if not first.same_change(req):
+            return Submission(req, SubmitStatus.REFUSED, (*sub.checks[:-1], Check.refuse(
+                Stage.LIMITS, "idempotency_conflict",
+                f"{req.idempotency_key} was used for {first.action} on {first.target} "
+                f"({first.service}, {first.environment}); a different change needs its own key"
+                )))
+        return sub
 
     async def _not_queued(self, subs: list[Submission], error: OutboxError, now: float,
                           pages: list[Page]) -> list[Submission]:
@@ -224,7 +281,8 @@ class ControlPlane:
             if s.status is not SubmitStatus.QUEUED:
                 out.append(s)
                 continue
-            await self.limits.release(s.request)
+            # Undo the claim (key, budget, slot): a retry of the same request may run.
+            await self.limits.unclaim(s.request)
             self.audit.append("outcome", {
                 "request_id": s.request.request_id, "action": s.request.action,
                 "actor": str(s.request.actor), "result": "not_executed",
@@ -254,6 +312,12 @@ class ControlPlane:
             page = (None if req.actor.kind is ActorKind.AUTOMATION
                     else request_page(req, str(down), self.clock()))
             return Submission(req, SubmitStatus.REFUSED, (*checks, down)), page
+        if not created and not approval.request.same_change(req):
+            clash = Check.refuse(
+                Stage.APPROVAL, "idempotency_conflict",
+                f"{req.idempotency_key} was used for {approval.request.action} on "
+                f"{approval.request.target}; a different change needs its own key")
+            return Submission(req, SubmitStatus.REFUSED, (*checks, clash)), None
         if approval.state is not ApprovalState.PENDING and not created:
             # A replay of a request already approved, denied or expired: nothing new.
             dup = Check.refuse(Stage.APPROVAL, "duplicate",
@@ -350,7 +414,7 @@ class ControlPlane:
                 # As in submit_many: claimed but never queued, so release, audit, page.
                 (sub,) = await self._not_queued([sub], e, now, [])
             else:
-                await self._watch_approved(req, now)
+                await self._watch(req, now)
         if sub.status is not SubmitStatus.QUEUED:
             self.audit.flush()
             await self.pages.put_many([event_page(
@@ -358,10 +422,10 @@ class ControlPlane:
         await self.store.record(req, sub.status.value, sub.reason, now)
         self._on_submission(sub)
 
-    async def _watch_approved(self, req: Request, now: float) -> None:
+    async def _watch(self, req: Request, now: float) -> None:
         if self.verify_store is None:
             return
-        # The series' clock: the finding's point plus the time the approval took.
+        # The series' clock: the finding's point (or the request) plus the time since.
         ev = req.event_ts if req.event_ts is not None else req.requested_at
         watch = watch_for(req, self.gov.catalogue, started_at=ev + max(0.0, now - req.requested_at))
         if watch is None:

@@ -45,6 +45,7 @@ from typing import Any
 from escalation.finding import Finding
 from escalation.request import Actor, ActorKind, Request, Severity
 from escalation.submission import Submission, SubmitStatus
+from escalation.verdict import Stage
 
 
 class DecisionKind(enum.Enum):
@@ -72,6 +73,8 @@ class Reason(enum.Enum):
     COOLDOWN = "target in cool-down"
     BLAST_RADIUS = "blast radius limit"
     BUDGET_UNAVAILABLE = "budget store unavailable"
+    APPROVAL_UNAVAILABLE = "approval store unavailable"
+    CLAIMED_NOT_QUEUED = "claimed before but never queued"
     DUPLICATE = "already handled (idempotency key claimed before)"
     # Outcomes after the decision, for pages about automation that did not work out.
     QUEUE_UNAVAILABLE = "action queue unavailable"
@@ -174,6 +177,7 @@ _REFUSALS = {
     "blast_services": Reason.BLAST_RADIUS,
     "unavailable": Reason.BUDGET_UNAVAILABLE,
     "queue_unavailable": Reason.QUEUE_UNAVAILABLE,
+    "claimed_not_queued": Reason.CLAIMED_NOT_QUEUED,
 }
 
 _SETTLED = {
@@ -189,8 +193,12 @@ def settle(d: Decision, sub: Submission) -> Decision:
     if d.kind is not DecisionKind.ACT:
         return d
     if sub.status is SubmitStatus.REFUSED:
-        code = sub.checks[-1].code if sub.checks else ""
-        kind, reason = DecisionKind.PAGE, _REFUSALS.get(code, Reason.POLICY_DENIED)
+        last = sub.checks[-1] if sub.checks else None
+        code = "" if last is None else last.code
+        reason = _REFUSALS.get(code, Reason.POLICY_DENIED)
+        if last is not None and last.stage is Stage.APPROVAL and code == "unavailable":
+            reason = Reason.APPROVAL_UNAVAILABLE
+        kind = DecisionKind.PAGE
     else:
         kind, reason = _SETTLED[sub.status]
     return replace(d, kind=kind, reasons=(*d.reasons, reason), submission=sub,

@@ -194,6 +194,14 @@ class FollowUp:
         spec = self.gov.catalogue.action(watch.action)
         rb = None if spec is None else rollback_request(original, spec, watch, check, now)
         reason = f"automation tried {watch.action} on {watch.target}; no recovery"
+        rb_spec = None if rb is None else self.gov.catalogue.action(rb.action)
+        problems = (("not in the catalogue",) if rb is not None and rb_spec is None else
+                    () if rb is None or rb_spec is None else rb_spec.param_errors(rb.params))
+        if rb is not None and problems:
+            # The rollback inherits the action's params; if its own schema refuses them it
+            # does not run (a malformed undo could do more harm): a person decides.
+            reason += f"; rollback {rb.action} not run: {'; '.join(problems)}"
+            rb = None
         if rb is not None:
             self.audit.append("intent", {
                 "request_id": rb.request_id, "action": rb.action, "target": rb.target,

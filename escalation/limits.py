@@ -11,6 +11,9 @@ passes them all records everything at once. The codes, in that order:
 or by their lease), ``cooldown`` (per (service, target)), ``blast_radius`` (fraction of a
 service's targets touched in a window) and ``blast_services`` (distinct services touched).
 
+A claim that never ran (the action queue refused it) is undone by
+:meth:`RedisLimits.unclaim`, in a second script (``limits_unclaim.lua``).
+
 Times come from the injected clock, so a replay decides as the live loop did. Limits fail
 closed: any Redis error, garbled reply or an answer slower than ``timeout_s`` is
 ``UNAVAILABLE`` and nothing runs (DESIGN.md "Deciding"); nothing here raises for Redis
@@ -50,6 +53,7 @@ from escalation.limits_spec import (
 from escalation.request import Request
 
 _SCRIPT = files("escalation").joinpath("limits.lua").read_text(encoding="utf-8")
+_UNCLAIM = files("escalation").joinpath("limits_unclaim.lua").read_text(encoding="utf-8")
 # OSError covers refused/reset sockets that surface unwrapped; TimeoutError is asyncio.timeout.
 _FAILURES = (RedisError, OSError, TimeoutError)
 # The hot loop waits on the claim, so the cap is a few Redis round trips, not a network
@@ -108,6 +112,7 @@ class RedisLimits:
         self._ttl_s = idempotency_ttl_s
         self._prefix = prefix
         self._script = redis.register_script(_SCRIPT)
+        self._unclaim = redis.register_script(_UNCLAIM)
         self.last_error: str | None = None  # why the latest UNAVAILABLE happened, for logs
 
     async def claim(self, item: LimitRequest) -> LimitOutcome:
@@ -140,6 +145,28 @@ class RedisLimits:
             self.last_error = f"{type(e).__name__}: {e}"
             log.warning("limits: release of %s failed (%s); its lease frees it",
                         request.idempotency_key, self.last_error)
+
+    async def unclaim(self, request: Request) -> bool:
+        """Undo a ``CLAIMED`` request that was never queued, so retrying it claims afresh.
+
+        Atomically deletes its idempotency key, takes it out of every budget and frees its
+        slots; cool-down and blast-radius records stay (the target was nearly acted on, and
+        over-counting it is the safe side). ``True`` when something was undone, ``False`` when
+        the key was not claimed (so a second call is ``False``). Only after ``CLAIMED``: a
+        duplicate shares its key with the original, whose claim would be undone. A failure is
+        only logged and is ``False``: the claim then stays spent, never over-granted.
+        """
+        keys = limit_keys(request, self._prefix)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                # The Script object reloads itself on NOSCRIPT (a restarted Redis).
+                undone = await self._unclaim(keys=keys, args=[request.idempotency_key])
+        except _FAILURES as e:
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.warning("limits: unclaim of %s failed (%s); its budget entries stay until "
+                        "their window ends", request.idempotency_key, self.last_error)
+            return False
+        return bool(undone == 1)
 
     async def _evaluate(self, items: Sequence[LimitRequest], mode: str) -> list[LimitOutcome]:
         if not items:

@@ -262,6 +262,23 @@ def _refused(checks: list[Check], code: str, detail: str, **state: object) -> Po
                          dry_run=False)
 
 
+def _service_refusal(req: Request, catalogue: Catalogue) -> tuple[str, str] | None:
+    """With a service catalogue, a request must name a known service where it runs: the
+    environment and region drive rules, freezes and approvals, so a caller must not be
+    able to claim a laxer one than the service it changes."""
+    if not catalogue.knows(req.service):
+        known = ", ".join(sorted(catalogue.services))
+        return "unknown_service", f"service {req.service!r} is not in the catalogue ({known})"
+    svc = catalogue.service(req.service)
+    if req.environment not in svc.environments:
+        return ("wrong_environment", f"service {svc.name!r} runs in "
+                f"{', '.join(svc.environments)}, not {req.environment}")
+    if svc.regions and req.region and req.region not in svc.regions:
+        return ("wrong_region", f"service {svc.name!r} runs in {', '.join(svc.regions)}, "
+                f"not {req.region}")
+    return None
+
+
 def evaluate(req: Request, catalogue: Catalogue, policy: Policy, now: float) -> PolicyVerdict:
     """Decide whether ``req`` may go on at time ``now``; see the module docstring."""
     checks: list[Check] = []
@@ -277,6 +294,14 @@ def evaluate(req: Request, catalogue: Catalogue, policy: Policy, now: float) -> 
     if errors:
         return _refused(checks, "invalid_params", "; ".join(errors), errors=list(errors))
     add(Check.allow(Stage.POLICY, "params_valid", f"params match the schema of {spec.name!r}"))
+    if catalogue.services:
+        refusal = _service_refusal(req, catalogue)
+        if refusal is not None:
+            return _refused(checks, *refusal)
+        svc = catalogue.service(req.service)
+        add(Check.allow(Stage.POLICY, "service_known",
+                        f"service {svc.name!r} runs in {req.environment}"
+                        + (f" ({req.region})" if req.region else "")))
 
     matching = [r for r in policy.rules if r.matches(req)]
     if not matching:

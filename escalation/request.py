@@ -131,6 +131,22 @@ class Request:
     def request_id(self) -> str:
         return request_id(self.idempotency_key)
 
+    def same_change(self, other: Request) -> bool:
+        """Whether ``other`` asks for the same change (a genuine replay of this request),
+        not a different one reusing its idempotency key.
+
+        >>> from dataclasses import replace
+        >>> a = Request(Actor.parse("agent:x"), "restart", "svc", "prod", "t", "k", 1.0)
+        >>> a.same_change(replace(a, requested_at=2.0, reason="again"))
+        True
+        >>> a.same_change(replace(a, target="other"))
+        False
+        """
+        return (self.actor.kind, self.actor.name, self.action, self.service, self.environment,
+                self.region, self.target, dict(self.params)) == (
+            other.actor.kind, other.actor.name, other.action, other.service,
+            other.environment, other.region, other.target, dict(other.params))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,

@@ -171,7 +171,10 @@ def parse_request(raw: object, *, actor: Actor | None, now: float,
     assert who and action and service and environment and target and key
     assert region is not None and params is not None and severity is not None
     assert reason is not None and at is not None and evidence is not None
+    # Keys are scoped by the caller: one caller's key can never collide with another's (or
+    # with automation's rule:finding keys), so nobody can pre-empt or silence a request.
     return Request(actor=who, action=action, service=service, environment=environment,
-                   target=target, idempotency_key=key, requested_at=at, severity=severity,
+                   target=target, idempotency_key=f"{who}:{key}", requested_at=at,
+                   severity=severity,
                    region=region, params=params, reason=reason, finding_id=finding_id,
                    evidence=evidence)

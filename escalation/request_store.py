@@ -40,8 +40,12 @@ class RequestStore:
     def _key(self, request_id: str) -> str:
         return f"{self._prefix}:req:{request_id}"
 
-    async def record_many(self, entries: Sequence[tuple[Request, str, str, float]]) -> None:
-        """(request, status, detail, at) for each; one pipeline; never raises."""
+    async def record_many(self, entries: Sequence[tuple[Request, str, str, float]], *,
+                          keep_status: bool = False) -> None:
+        """(request, status, detail, at) for each; one pipeline; never raises.
+
+        ``keep_status``: only add to the history, and set the status only for a request
+        never seen before — a refused resend must not hide what the original became."""
         if not entries:
             return
         try:
@@ -51,8 +55,13 @@ class RequestStore:
                         key = self._key(req.request_id)
                         event = orjson.dumps({"status": status, "detail": detail, "at": at})
                         pipe.hsetnx(key, "request", req.to_json())
-                        pipe.hset(key, mapping={"status": status, "detail": detail,
-                                                "at": repr(at)})
+                        if keep_status:
+                            pipe.hsetnx(key, "status", status)
+                            pipe.hsetnx(key, "detail", detail)
+                            pipe.hsetnx(key, "at", repr(at))
+                        else:
+                            pipe.hset(key, mapping={"status": status, "detail": detail,
+                                                    "at": repr(at)})
                         pipe.rpush(key + ":history", event)
                         pipe.ltrim(key + ":history", -_HISTORY_MAX, -1)
                         pipe.expire(key, self._ttl)

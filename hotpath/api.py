@@ -257,8 +257,11 @@ class _Api:
         sub = await self._control.submit(req)
         rid = sub.request.request_id
         status = SUBMIT_STATUS[sub.status]
+        if sub.status is SubmitStatus.REFUSED and sub.checks and (
+                sub.checks[-1].code == "idempotency_conflict"):
+            status = 409  # the key names another change: a client bug, not a refusal
         headers: dict[str, str] = {}
-        if status != 403:
+        if status < 400:
             headers[hdrs.LOCATION] = f"{PREFIX}/actions/{rid}"
         return Answer(status, sub.to_dict(), sub.status.value, f"{rid}: {sub.reason}", headers)
 

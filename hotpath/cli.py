@@ -324,3 +324,21 @@ async def _peek_limits(cfg: Config, req: Request) -> LimitOutcome:
                                               budget))
     finally:
         await client.aclose()
+
+
+@main.group("api")
+def api_group() -> None:
+    """The action API's principals."""
+
+
+@api_group.command("hash-token")
+@click.option("--token", prompt=True, hide_input=True,
+              help="The bearer token (prompted, not echoed, when omitted).")
+def api_hash_token(token: str) -> None:
+    """Print the token_sha256 to put in a principal of the config (the token stays yours)."""
+    from hotpath.api_auth import hash_token
+
+    if len(token) < 16:
+        click.echo("hotpath api hash-token: a bearer token needs at least 16 characters", err=True)
+        sys.exit(2)
+    click.echo(hash_token(token))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -21,7 +21,8 @@ import redis.asyncio as aioredis
 from escalation.approval_tokens import system_nonce
 from escalation.approvals import ApprovalStore
 from escalation.control import ActionSink, AuditSink, ControlPlane, Governance, PageSink
-from escalation.executors.base import Executor
+from escalation.errors import StoreUnavailable
+from escalation.executors.base import ActionRequest, Executor
 from escalation.executors.command import CommandExecutor
 from escalation.executors.plugin import load_executor
 from escalation.executors.router import Router
@@ -29,6 +30,7 @@ from escalation.executors.webhook import WebhookExecutor
 from escalation.followup import FollowUp
 from escalation.kill_switch import KillSwitch
 from escalation.limits import RedisLimits, Window
+from escalation.request import ActorKind
 from escalation.request_store import RequestStore
 from escalation.verify_store import VerifyStore
 from hotpath.api_auth import Authenticator, Principal
@@ -76,8 +78,12 @@ def executors(cfg: Config, session: aiohttp.ClientSession, clock: Clock) -> Rout
     ex: dict[str, Executor] = {}
     wh = cfg.executors.webhook
     if wh is not None:
+        secret = _secret(wh.secret_env)
+        if secret is None:
+            log.warning("$%s is not set: webhook actions are sent unsigned; receivers cannot "
+                        "tell them from forgeries", wh.secret_env)
         ex["webhook"] = WebhookExecutor(session, wh.url, timeout_s=wh.timeout_s,
-                                        secret=_secret(wh.secret_env))
+                                        secret=secret)
     cmd = cfg.executors.command
     if cmd is not None:
         templates: Mapping[str, tuple[str, ...]] = {
@@ -94,6 +100,7 @@ class Plane:
     control: ControlPlane
     followup: FollowUp
     kill_switch: KillSwitch
+    gate: Callable[[ActionRequest], Awaitable[str | None]]
 
 
 def build_plane(cfg: Config, redis: aioredis.Redis, *, audit: AuditSink, actions: ActionSink,
@@ -107,10 +114,26 @@ def build_plane(cfg: Config, redis: aioredis.Redis, *, audit: AuditSink, actions
 
     async def paused() -> tuple[bool, str]:
         state = await kill.read()
-        if state is None or not state.paused:
-            # Unreadable: the limits script reads the same Redis and fails closed on its own.
+        if state is None:
+            # Fail closed: machines do not act on a switch nobody can read (people may).
+            raise StoreUnavailable("the kill switch cannot be read (Redis unavailable or "
+                                   "slow); failing closed")
+        if not state.paused:
             return False, ""
         return True, f"automation paused by {state.actor}: {state.reason}"
+
+    async def gate(ex: ActionRequest) -> str | None:
+        """The action runner's last check: machines' actions do not run while paused, even
+        those queued before the pause, approved during it, or rollbacks."""
+        raw = ex.context.get("request")
+        actor = raw.get("actor") if isinstance(raw, dict) else None
+        if isinstance(actor, dict) and actor.get("kind") == ActorKind.HUMAN.value:
+            return None
+        try:
+            stop, why = await paused()
+        except StoreUnavailable as e:
+            return str(e)
+        return why if stop else None
 
     control = ControlPlane(
         gov, limits=limits,
@@ -124,4 +147,4 @@ def build_plane(cfg: Config, redis: aioredis.Redis, *, audit: AuditSink, actions
         verify_store=verify_store)
     followup = FollowUp(gov, limits=limits, verify_store=verify_store,
                         store=store, audit=audit, actions=actions, pages=pages, clock=clock)
-    return Plane(control, followup, kill)
+    return Plane(control, followup, kill, gate)

@@ -52,13 +52,13 @@ class _Model(BaseModel):
 
 class ServiceConfig(_Model):
     targets: Annotated[int, Field(ge=1)] = 1
-    environment: str = "production"
-    region: str = ""
+    environments: tuple[str, ...] = Field(("production",), min_length=1)
+    regions: tuple[str, ...] = ()   # empty: any region
     team: str = ""
     runbook: str = ""
 
     def spec(self, name: str) -> ServiceSpec:
-        return ServiceSpec(name, self.targets, self.environment, self.region, self.team,
+        return ServiceSpec(name, self.targets, self.environments, self.regions, self.team,
                            self.runbook)
 
 

@@ -170,7 +170,7 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
 
     router = executors(cfg, session, clock)
     runner = ActionRunner(queue, executor or router, backoff, clock, on_outcome,
-                          consumer=consumer_name,
+                          consumer=consumer_name, gate=plane.gate,
                           attempts_for=None if executor is not None else router.attempts_for)
 
     consumer = AIOKafkaConsumer(
@@ -211,6 +211,9 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
                     log.info("approval %s expired unanswered; paged", ap.approval_id)
             except ApprovalStoreUnavailable as e:
                 log.warning("approval sweep: %s", e)
+            except Exception:
+                # Never let the sweeper die quietly: the next round tries again.
+                log.exception("approval sweep failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_sweep.wait(), _SWEEP_INTERVAL_S)
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from escalation.actions import ActionQueue, ActionRunner
+from escalation.actions import ActionQueue, ActionRunner, Gate
 from escalation.backoff import Backoff
 from escalation.catalogue import ActionSpec
 from escalation.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -20,6 +20,7 @@ from escalation.executors.base import ActionRequest, ActionResult, Executor
 from escalation.executors.fake import FakeExecutor
 from escalation.executors.router import Router
 from escalation.executors.webhook import WebhookExecutor
+from escalation.kill_switch import KillSwitch
 from hotpath.services.redis_server import RedisServer
 
 from .conftest import Receiver, Reply
@@ -54,11 +55,12 @@ class Rig:
         self.outcomes.append((req, result))
 
     def runner(self, executor: Executor, consumer: str = "r1",
-               attempts_for: Callable[[ActionRequest], int] | None = None) -> ActionRunner:
+               attempts_for: Callable[[ActionRequest], int] | None = None,
+               gate: Gate | None = None) -> ActionRunner:
         return ActionRunner(
             self.queue, executor, Backoff(jitter=lambda: 1.0), clock=lambda: 0.0,
             on_outcome=self.on_outcome, sleep=self.sleep, consumer=consumer, block_ms=10,
-            attempts_for=attempts_for,
+            attempts_for=attempts_for, gate=gate,
         )
 
 
@@ -230,3 +232,91 @@ async def test_without_attempts_for_every_action_gets_max_attempts(
     await r.runner(ex).run_once()
     assert len(ex.attempts) == 5
     assert [res.detail for _, res in r.outcomes] == ["fake: HTTP 503 (after 5 attempt(s))"]
+
+
+@dataclass
+class PauseGate:
+    """Refuses while the real kill switch says paused; records what it was asked."""
+
+    switch: KillSwitch
+    asked: list[ActionRequest] = field(default_factory=list)
+
+    async def __call__(self, req: ActionRequest) -> str | None:
+        self.asked.append(req)
+        state = await self.switch.read()
+        if state is None:
+            raise ConnectionError("kill switch unreadable")
+        return f"automation paused by {state.actor}: {state.reason}" if state.paused else None
+
+
+async def test_a_refusing_gate_stops_the_action_reports_it_and_acks(
+    redis_client: aioredis.Redis,
+) -> None:
+    switch = KillSwitch(redis_client)
+    await switch.set(paused=True, actor="alice", reason="bad deploy", now=100.0)
+    gate = PauseGate(switch)
+    r = Rig(ActionQueue(redis_client))
+    ex = FakeExecutor()
+    await r.queue.put_many([REQ])
+    await r.runner(ex, gate=gate).run_once()
+    refused = ActionResult(False, None, "not executed: automation paused by alice: bad deploy",
+                           0.0)
+    assert ex.attempts == [] and gate.asked == [REQ]
+    assert r.outcomes == [(REQ, refused)]
+    assert await mark(redis_client) == {"state": "reported", "result": refused.to_dict()}
+    assert await redis_client.xlen(STREAM) == 0
+    # Resumed, and the same key delivered again: refused is final, not deferred.
+    await switch.set(paused=False, actor="alice", reason="fixed", now=200.0)
+    await r.queue.put_many([REQ])
+    await r.runner(ex, gate=gate).run_once()
+    assert ex.attempts == [] and gate.asked == [REQ] and len(r.outcomes) == 1
+    assert await redis_client.xlen(STREAM) == 0
+
+
+async def test_an_allowing_gate_lets_the_action_run(redis_client: aioredis.Redis) -> None:
+    gate = PauseGate(KillSwitch(redis_client))  # never paused
+    r = Rig(ActionQueue(redis_client))
+    ex = FakeExecutor()
+    await r.queue.put_many([REQ])
+    await r.runner(ex, gate=gate).run_once()
+    assert gate.asked == [REQ] and ex.executed == [REQ]
+    assert r.outcomes == [(REQ, ActionResult(True, 200, "fake: done", 0.0))]
+    assert (await mark(redis_client))["state"] == "reported"
+
+
+async def test_a_gate_that_raises_refuses(
+    redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(req: ActionRequest) -> str | None:
+        raise ConnectionError("kill switch unreadable")
+
+    r = Rig(ActionQueue(redis_client))
+    ex = FakeExecutor()
+    await r.queue.put_many([REQ])
+    with caplog.at_level("ERROR", logger="escalation.actions"):
+        await r.runner(ex, gate=broken).run_once()
+    assert ex.attempts == []
+    assert r.outcomes == [(REQ, ActionResult(
+        False, None, "not executed: gate failed: ConnectionError: kill switch unreadable", 0.0))]
+    assert (await mark(redis_client))["state"] == "reported"
+    assert await redis_client.xlen(STREAM) == 0
+    assert [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"] == [
+        "action restart:f1: the gate failed; refusing"]
+
+
+async def test_a_done_mark_is_reported_without_asking_the_gate(
+    redis_client: aioredis.Redis,
+) -> None:
+    stored = ActionResult(True, 200, "fake: done", 0.25)
+    await redis_client.set(MARK, orjson.dumps({"state": "done", "result": stored.to_dict()}))
+    switch = KillSwitch(redis_client)
+    await switch.set(paused=True, actor="alice", reason="bad deploy", now=100.0)
+    gate = PauseGate(switch)
+    r = Rig(ActionQueue(redis_client))
+    ex = FakeExecutor()
+    await r.queue.put_many([REQ])
+    await r.runner(ex, gate=gate).run_once()
+    assert gate.asked == [] and ex.attempts == []
+    assert r.outcomes == [(REQ, stored)]  # it ran before the pause: its outcome still counts
+    assert (await mark(redis_client))["state"] == "reported"
+    assert await redis_client.xlen(STREAM) == 0

@@ -25,8 +25,9 @@ from escalation.approvals import LINK_GRACE_S, ApprovalState, ApprovalStore, app
 from escalation.audit import AuditLog
 from escalation.catalogue import ActionSpec, Catalogue, Recovery, Risk, ServiceSpec, VerifySpec
 from escalation.control import ControlPlane, Governance, Item, execution_request
+from escalation.errors import StoreUnavailable
 from escalation.executors.base import ActionRequest
-from escalation.limits import Limits, RedisLimits, Window
+from escalation.limits import LimitRequest, Limits, LimitStatus, RedisLimits, Window
 from escalation.outbox import PageOutbox
 from escalation.page import Page
 from escalation.policy import (
@@ -66,8 +67,8 @@ CATALOGUE = Catalogue(
         "failover_region": ActionSpec("failover_region", risk=Risk.HIGH,
                                       verify=VerifySpec(300.0, Recovery.NEAR_BASELINE, 0.5)),
     },
-    services={"checkout": ServiceSpec("checkout", targets=4, region="eu-west-1"),
-              "search": ServiceSpec("search", targets=2, region="eu-west-1")},
+    services={"checkout": ServiceSpec("checkout", targets=4, regions=("eu-west-1",)),
+              "search": ServiceSpec("search", targets=2, regions=("eu-west-1",))},
 )
 POLICY = Policy(
     rules=(
@@ -815,3 +816,95 @@ async def test_approved_but_queue_unavailable_is_refused_and_paged(rig: Rig) -> 
                             f"approved by human:bob but not run: {detail}")
     assert await rig.status(req) == ("refused", detail)
     await broken.redis.aclose()
+
+
+# --- replays that are not replays, and states a resend must not hide -------------------
+
+
+async def test_a_key_reused_for_another_change_is_refused_and_runs_nothing(rig: Rig) -> None:
+    (first,) = await rig.control.submit_many([Item(request(COPILOT, "k9"))])
+    assert first.status is SubmitStatus.QUEUED
+    await rig.queued()
+    other = request(COPILOT, "k9", target="pod-7")
+    (clash,) = await rig.control.submit_many([Item(other)])
+    assert (clash.status, clash.checks[-1].code, clash.checks[-1].detail) == (
+        SubmitStatus.REFUSED, "idempotency_conflict",
+        "k9 was used for restart_pods on deployment/checkout (checkout, production); "
+        "a different change needs its own key")
+    assert await rig.queued() == []
+    # The genuine replay is still a duplicate, and the original's status is intact.
+    (again,) = await rig.control.submit_many([Item(request(COPILOT, "k9"))])
+    assert again.status is SubmitStatus.DUPLICATE
+    assert (await rig.status(first.request))[0] == "queued"
+
+
+async def test_a_key_reused_while_its_approval_waits_is_refused(rig: Rig) -> None:
+    await pending(rig, failover(key="fo9"))
+    clash = replace(failover(key="fo9"), params={"to": "elsewhere"})
+    (sub,) = await rig.control.submit_many([Item(clash)])
+    assert (sub.status, sub.checks[-1].stage, sub.checks[-1].code) == (
+        SubmitStatus.REFUSED, Stage.APPROVAL, "idempotency_conflict")
+
+
+async def test_a_claim_never_queued_is_refused_and_paged_not_silently_dropped(
+        rig: Rig) -> None:
+    # Limits claimed, then the process died before queueing or recording the request.
+    req = request(COPILOT, "lost")
+    assert (await rig.limits.claim(LimitRequest(req, 4))).status is LimitStatus.CLAIMED
+    (sub,) = await rig.control.submit_many([Item(req)])
+    assert (sub.status, sub.checks[-1].code, sub.checks[-1].detail) == (
+        SubmitStatus.REFUSED, "claimed_not_queued",
+        "lost was claimed before but never queued (a crash or a lost reply); nothing will "
+        "run it unless a person does")
+    (page,) = await rig.pages()
+    assert page.summary.endswith(f"— {sub.reason}")
+    assert await rig.queued() == []
+
+
+async def test_a_refused_resend_keeps_the_originals_status(rig: Rig) -> None:
+    req = request(COPILOT, "k10")
+    (first,) = await rig.control.submit_many([Item(req)])
+    (held,) = await rig.control.submit_many([Item(req, paused=True, pause_detail="stop")])
+    assert (first.status, held.status) == (SubmitStatus.QUEUED, SubmitStatus.REFUSED)
+    got = await rig.store.get(req.request_id)
+    assert got is not None and got["status"] == "queued"
+    assert [h["status"] for h in got["history"]] == ["queued", "refused"]
+
+
+async def test_a_queue_outage_unclaims_so_the_same_request_can_run_later(
+        redis_client: aioredis.Redis, tmp_path: Path) -> None:
+    rig = await make_rig(redis_client, tmp_path)
+    broken = ActionQueue(unreachable_redis())
+    req = request(COPILOT, "retry-me")
+    (down,) = await rig.plane(queue=broken).submit_many([Item(req)])
+    assert down.checks[-1].code == "queue_unavailable"
+    await rig.pages()
+    (up,) = await rig.control.submit_many([Item(req)])
+    assert up.status is SubmitStatus.QUEUED  # not DUPLICATE: the claim was undone
+    assert [ex.idempotency_key for ex in await rig.queued()] == ["retry-me"]
+    await broken.redis.aclose()
+    rig.audit.close()
+
+
+async def test_a_persons_action_naming_a_series_is_verified(rig: Rig) -> None:
+    req = replace(request(ALICE, "watch-me", action="flush_cache", params={}),
+                  evidence={"series": "checkout|http_latency_p99_ms|", "baseline": 200.0})
+    (sub,) = await rig.control.submit_many([Item(req)])
+    assert sub.status is SubmitStatus.QUEUED
+    (pend,) = await rig.verify_store.pending()
+    assert (pend.watch.request_id, pend.watch.series_key, pend.watch.started_at) == (
+        req.request_id, "checkout|http_latency_p99_ms|", T0)
+
+
+async def test_an_unreadable_kill_switch_holds_machines_back_and_pages(rig: Rig) -> None:
+    async def unreadable() -> tuple[bool, str]:
+        raise StoreUnavailable("the kill switch cannot be read")
+
+    plane = rig.plane(paused=unreadable)
+    agent = await plane.submit(request(COPILOT, "u1"))
+    assert (agent.status, agent.checks[-1].code, agent.checks[-1].detail) == (
+        SubmitStatus.REFUSED, "unavailable", "the kill switch cannot be read")
+    (page,) = await rig.pages()
+    assert page.summary.endswith("— policy: unavailable: the kill switch cannot be read")
+    human = await plane.submit(request(ALICE, "u2", target="pod-5"))
+    assert human.status is SubmitStatus.QUEUED

@@ -97,6 +97,12 @@ ALLOWED = Check.allow(Stage.POLICY, "allowed", "allowed by rule 'a'")
      Reason.BUDGET_UNAVAILABLE),
     (SubmitStatus.REFUSED, Check.refuse(Stage.EXECUTE, "queue_unavailable", "down"), PAGE,
      Reason.QUEUE_UNAVAILABLE),
+    (SubmitStatus.REFUSED, Check.refuse(Stage.APPROVAL, "unavailable", "down"), PAGE,
+     Reason.APPROVAL_UNAVAILABLE),
+    (SubmitStatus.REFUSED, Check.refuse(Stage.LIMITS, "claimed_not_queued", "crash"), PAGE,
+     Reason.CLAIMED_NOT_QUEUED),
+    (SubmitStatus.REFUSED, Check.refuse(Stage.POLICY, "wrong_environment", "not dr"), PAGE,
+     Reason.POLICY_DENIED),
 ], ids=lambda v: v.code if isinstance(v, Check) else None)
 def test_settle_folds_the_control_plane_answer_in(status: SubmitStatus, check: Check,
                                                   kind: DecisionKind, last: Reason) -> None:

@@ -492,3 +492,134 @@ def test_keys_escape_separators_and_share_one_hash_tag() -> None:
     b = limit_keys(req("k", action="a", service="b:c"), prefix="p")
     assert a[1] == "{p:lim}:as:a%3Ab:c" and b[1] == "{p:lim}:as:a:b%3Ac"
     assert all(k.startswith("{p:lim}:") for k in a + b)
+
+
+FULL = Limits(Window(2, 60.0), per_service=Window(3, 60.0), global_=Window(4, 60.0),
+              concurrency_per_service=2, concurrency_global=3)
+
+
+async def snapshot(redis_client: aioredis.Redis) -> dict[bytes, Any]:
+    return {k: await redis_client.dump(k) for k in await redis_client.keys("*")}
+
+
+async def test_unclaim_undoes_the_claim_as_if_it_never_happened(
+    redis_client: aioredis.Redis, clock: Clock
+) -> None:
+    limits = make(redis_client, clock, FULL)
+    assert (await limits.claim(item("a"))).status is CLAIMED
+    first_b = await limits.claim(item("b"))
+    assert await limits.unclaim(req("b")) is True
+    keys = limit_keys(req("b"))
+    assert await redis_client.exists(keys[0]) == 0
+    for i in (1, 3, 4, 5, 6):
+        assert await redis_client.zrange(keys[i], 0, -1) == [b"a"], keys[i]
+    clock.now = T0 + 5
+    again = await limits.claim(item("b"))  # claimed afresh, not a duplicate
+    assert said(again) == said(first_b) == (
+        CLAIMED, "claimed", "action/service 2/2 per 1m; service 2/3 per 1m; global 2/4 per 1m; "
+        "in flight 2/2 on checkout; in flight 2/3 in all")
+    assert again.check.state == {
+        "budget_action_service": {"used": 2, "limit": 2, "window_s": 60.0},
+        "budget_service": {"used": 2, "limit": 3, "window_s": 60.0},
+        "budget_global": {"used": 2, "limit": 4, "window_s": 60.0},
+        "concurrency_service": {"used": 2, "limit": 2},
+        "concurrency_global": {"used": 2, "limit": 3}}
+    # The first "b" left nothing behind: its budget entry was replaced, not added to.
+    assert await redis_client.zrange(keys[1], 0, -1, withscores=True) == [
+        (b"a", T0), (b"b", T0 + 5)]
+    assert said(await limits.claim(item("c"))) == (
+        REFUSED, "budget_action_service", "restart_pods on checkout: 2/2 per 1m used")
+
+
+async def test_unclaim_twice_is_true_then_false(
+    redis_client: aioredis.Redis, clock: Clock
+) -> None:
+    limits = make(redis_client, clock, FULL)
+    await limits.claim(item("a"))
+    await limits.claim(item("b"))
+    await redis_client.script_flush()  # a restarted Redis: the script loads itself again
+    assert await limits.unclaim(req("a")) is True
+    after = await snapshot(redis_client)
+    assert await limits.unclaim(req("a")) is False
+    assert await snapshot(redis_client) == after
+    assert (await limits.claim(item("b"))).status is DUPLICATE  # "b" untouched
+
+
+async def test_unclaim_of_a_never_claimed_request_changes_nothing(
+    redis_client: aioredis.Redis, clock: Clock
+) -> None:
+    limits = make(redis_client, clock, FULL)
+    assert await limits.unclaim(req("never")) is False
+    assert await redis_client.dbsize() == 0
+    await limits.claim(item("a"))
+    before = await snapshot(redis_client)
+    assert await limits.unclaim(req("never")) is False
+    assert await snapshot(redis_client) == before
+    assert (await limits.claim(item("b"))).check.state["budget_action_service"]["used"] == 2
+
+
+async def test_unclaim_keeps_cooldown_and_blast_records(
+    redis_client: aioredis.Redis, clock: Clock
+) -> None:
+    cfg = Limits(None, cooldown_s=300.0, blast_fraction=0.5, max_services=1,
+                 blast_window_s=600.0)
+    limits = make(redis_client, clock, cfg)
+    assert (await limits.claim(item("a", targets=2))).status is CLAIMED
+    assert await limits.unclaim(req("a")) is True
+    keys = limit_keys(req("a"))
+    assert await redis_client.get(keys[7]) == b"1764132000"
+    assert await redis_client.zscore(keys[8], "pod-1") == T0
+    assert await redis_client.zscore(keys[9], "checkout") == T0
+    clock.now = T0 + 30
+    retry = await limits.claim(item("a", targets=2))  # the same request: no longer a replay
+    assert said(retry) == (
+        REFUSED, "cooldown", "checkout/pod-1 acted on at 2025-11-26T04:40:00Z; cooldown 5m; "
+        "free again at 2025-11-26T04:45:00Z (in 270s)")
+    other_target = await limits.claim(item("b", targets=2, target="pod-2"))
+    assert said(other_target) == (
+        REFUSED, "blast_radius", "acting on pod-2 would touch 2/2 targets of checkout within "
+        "10m, more than 0.5 of them")
+    assert other_target.check.state["blast_radius"]["used"] == 1
+    assert said(await limits.claim(item("c", targets=4, service="payments"))) == (
+        REFUSED, "blast_services", "acting on payments would touch 2 services within 10m, "
+        "more than 1")
+
+
+async def test_unclaim_is_all_or_nothing_on_a_corrupt_key(
+    redis_client: aioredis.Redis, clock: Clock
+) -> None:
+    limits = make(redis_client, clock, FULL)
+    await limits.claim(item("a"))
+    keys = limit_keys(req("a"))
+    await redis_client.delete(keys[6])
+    await redis_client.set(keys[6], "not a sorted set")
+    before = await snapshot(redis_client)
+    assert await limits.unclaim(req("a")) is False
+    assert limits.last_error is not None and limits.last_error.startswith(
+        "ResponseError: WRONGTYPE {hotpath:lim}:ccg is a string, not a zset")
+    assert await snapshot(redis_client) == before
+
+
+async def test_unclaim_with_redis_stopped_is_false(
+    redis_client: aioredis.Redis, redis_server: RedisServer, clock: Clock
+) -> None:
+    limits = make(redis_client, clock, FULL)
+    assert (await limits.claim(item("a"))).status is CLAIMED
+    redis_server.stop()
+    try:
+        assert await limits.unclaim(req("a")) is False
+        assert limits.last_error is not None and "ConnectionError" in limits.last_error
+    finally:
+        redis_server.start()
+
+
+async def test_unclaim_on_a_silent_redis_times_out_to_false(
+    silent_redis_url: str, clock: Clock
+) -> None:
+    client = aioredis.Redis.from_url(silent_redis_url)
+    limits = RedisLimits(client, Limits(), clock, timeout_s=0.1)
+    try:
+        assert await limits.unclaim(req("a")) is False
+        assert limits.last_error == "TimeoutError: "
+    finally:
+        await client.aclose()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from escalation.catalogue import ActionSpec, Catalogue, Risk
+from escalation.catalogue import ActionSpec, Catalogue, Risk, ServiceSpec
 from escalation.policy import (
     ApprovalMode,
     ApprovalPolicy,
@@ -452,3 +452,43 @@ def test_lifting_every_freeze_never_turns_allowed_into_refused(
         assert thawed.allowed and thawed.rule == frozen.rule
     if thawed.allowed and not frozen.allowed:
         assert frozen.checks[-1].code == "change_freeze"
+
+
+# --- with a service catalogue, the request must say where the service really runs -------
+
+SERVICES = dataclasses.replace(CATALOGUE, services={
+    "checkout": ServiceSpec("checkout", 6, environments=("production", "staging"),
+                            regions=("eu-west-1",)),
+    "search": ServiceSpec("search", 2),  # production only, any region
+})
+
+
+@pytest.mark.parametrize(("request_", "code", "detail"), [
+    pytest.param(req(service="nosuch"), "unknown_service",
+                 "service 'nosuch' is not in the catalogue (checkout, search)", id="unknown"),
+    pytest.param(req(environment="dr"), "wrong_environment",
+                 "service 'checkout' runs in production, staging, not dr", id="environment"),
+    pytest.param(req(region="us-east-1"), "wrong_region",
+                 "service 'checkout' runs in eu-west-1, not us-east-1", id="region"),
+    pytest.param(req(service="search", environment="staging"), "wrong_environment",
+                 "service 'search' runs in production, not staging", id="default-env"),
+])
+def test_a_service_must_be_known_and_asked_for_where_it_runs(request_: Request, code: str,
+                                                             detail: str) -> None:
+    verdict = evaluate(request_, SERVICES, rules(ANY_BOT), BEFORE)
+    last = verdict.checks[-1]
+    assert (verdict.allowed, last.code, last.detail) == (False, code, detail)
+
+
+@pytest.mark.parametrize(("request_", "detail"), [
+    pytest.param(req(), "service 'checkout' runs in production", id="production"),
+    pytest.param(req(environment="staging", region="eu-west-1"),
+                 "service 'checkout' runs in staging (eu-west-1)", id="staging-region"),
+    pytest.param(req(service="search", region="anywhere"),
+                 "service 'search' runs in production (anywhere)", id="any-region"),
+])
+def test_a_known_service_where_it_runs_passes(request_: Request, detail: str) -> None:
+    verdict = evaluate(request_, SERVICES, rules(ANY_BOT), BEFORE)
+    assert verdict.allowed
+    (check,) = [c for c in verdict.checks if c.code == "service_known"]
+    assert check.detail == detail

@@ -24,8 +24,18 @@ def parse(raw: object, actor: Actor | None = COPILOT) -> Request:
 def test_minimal_body_takes_the_defaults() -> None:
     assert parse(MINIMAL) == Request(
         actor=COPILOT, action="restart_pods", service="checkout", environment="production",
-        target="checkout", idempotency_key="k1", requested_at=NOW, severity=Severity.WARNING,
-        region="", params={}, reason="", finding_id=None, evidence={})
+        target="checkout", idempotency_key="agent:copilot:k1", requested_at=NOW,
+        severity=Severity.WARNING, region="", params={}, reason="", finding_id=None,
+        evidence={})
+
+
+def test_keys_are_scoped_by_the_caller() -> None:
+    # Two callers' "k1" are different requests: neither can pre-empt or replay the other's.
+    alice = Actor(ActorKind.HUMAN, "alice")
+    mine, theirs = parse(MINIMAL), parse(MINIMAL, actor=alice)
+    assert (mine.idempotency_key, theirs.idempotency_key) == ("agent:copilot:k1",
+                                                              "human:alice:k1")
+    assert mine.request_id != theirs.request_id
 
 
 def test_full_policy_test_file() -> None:
@@ -38,7 +48,8 @@ def test_full_policy_test_file() -> None:
     assert got == Request(
         actor=Actor(ActorKind.HUMAN, "alice", ("sre", "oncall")), action="scale_out",
         service="payments", environment="staging", target="payments-canary",
-        idempotency_key="alice-7", requested_at=1764300000.0, severity=Severity.CRITICAL,
+        idempotency_key="human:alice:alice-7", requested_at=1764300000.0,
+        severity=Severity.CRITICAL,
         region="eu-west-1", params={"replicas": 4}, reason="queue depth climbing",
         finding_id="f_abc", evidence={"score": 0.97})
     assert isinstance(got.requested_at, float)
@@ -56,7 +67,8 @@ def test_authenticated_caller_cannot_name_itself_grant_roles_or_pick_the_time() 
     pytest.param({"finding_id": None}, "finding_id", None, id="null-finding"),
     pytest.param({"region": ""}, "region", "", id="empty-region"),
     pytest.param({"reason": ""}, "reason", "", id="empty-reason"),
-    pytest.param({"idempotency_key": "k" * 200}, "idempotency_key", "k" * 200, id="key-200"),
+    pytest.param({"idempotency_key": "k" * 200}, "idempotency_key", "agent:copilot:" + "k" * 200,
+                 id="key-200"),
     pytest.param({"severity": "ERROR"}, "severity", Severity.ERROR, id="severity-any-case"),
 ])
 def test_edge_values_accepted(extra: dict[str, Any], field: str, value: object) -> None:
@@ -160,6 +172,7 @@ def test_round_trip_of_any_valid_body(action: str, service: str, environment: st
     got = parse(body, actor=None)
     expected = {k: v for k, v in body.items() if k not in ("at", "roles")}
     expected.update(actor={"kind": "human", "name": "alice", "roles": ["sre"]},
-                    requested_at=at, event_ts=None, request_id=got.request_id)
+                    requested_at=at, event_ts=None, request_id=got.request_id,
+                    idempotency_key=f"human:alice:{key}")
     assert got.to_dict() == expected
     assert Request.from_dict(got.to_dict()) == got

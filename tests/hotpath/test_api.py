@@ -85,6 +85,7 @@ class RecordingControlPlane:
 
     def __init__(self) -> None:
         self.submit_status = SubmitStatus.QUEUED
+        self.submit_checks: tuple[Check, ...] | None = None  # None: checks_for(status)
         self.states: dict[str, dict[str, Any]] = {}
         self.approvals: dict[str, PendingApproval] = {}
         self.decide_result = DecideResult(Check.allow(Stage.APPROVAL, "approved", "ok"), None)
@@ -101,7 +102,8 @@ class RecordingControlPlane:
         self._maybe_fail()
         self.submitted.append(req)
         pending = self.submit_status is SubmitStatus.PENDING_APPROVAL
-        return Submission(req, self.submit_status, checks_for(self.submit_status),
+        checks = self.submit_checks or checks_for(self.submit_status)
+        return Submission(req, self.submit_status, checks,
                           "apr_f760be47cf33fefc" if pending else None,
                           NOW + 1800.0 if pending else None,
                           "approve-tok" if pending else None, "deny-tok" if pending else None)
@@ -214,11 +216,11 @@ async def test_submit_status_codes(api: Api, outcome: SubmitStatus, http: int) -
                           *(("apr_f760be47cf33fefc", NOW + 1800.0)
                             if outcome is SubmitStatus.PENDING_APPROVAL else ()))
     assert (status, body) == (http, expected.to_dict())
-    assert body["request_id"] == "req_991e2b039bae6d1a"  # the duplicate names the original
+    assert body["request_id"] == "req_26aa9b39c681d35f"  # the duplicate names the original
     assert ("Location" in headers) == (http != 403)
     assert "approve-tok" not in orjson.dumps(body).decode()  # link tokens go to pages only
     assert only_audit(api) == AuditCall(COPILOT, "POST", "/v1/actions", http, outcome.value,
-                                        f"req_991e2b039bae6d1a: {expected.reason}")
+                                        f"req_26aa9b39c681d35f: {expected.reason}")
 
 
 async def test_a_body_actor_naming_the_caller_is_accepted(api: Api) -> None:
@@ -344,11 +346,11 @@ async def test_status_of_a_known_request(api: Api) -> None:
     state = {"request": req.to_dict(), "status": "queued", "detail": "limits: claimed",
              "at": NOW, "history": [{"status": "queued", "detail": "limits: claimed",
                                      "at": NOW}]}
-    api.control.states["req_991e2b039bae6d1a"] = state
-    status, body, _ = await api.call("GET", "/v1/actions/req_991e2b039bae6d1a", token=HUMAN_TOKEN)
+    api.control.states["req_26aa9b39c681d35f"] = state
+    status, body, _ = await api.call("GET", "/v1/actions/req_26aa9b39c681d35f", token=HUMAN_TOKEN)
     assert (status, body) == (200, state)
-    assert only_audit(api) == AuditCall(ALICE, "GET", "/v1/actions/req_991e2b039bae6d1a", 200,
-                                        "ok", "req_991e2b039bae6d1a")
+    assert only_audit(api) == AuditCall(ALICE, "GET", "/v1/actions/req_26aa9b39c681d35f", 200,
+                                        "ok", "req_26aa9b39c681d35f")
 
 
 async def test_status_of_an_unknown_request_is_404(api: Api) -> None:
@@ -505,3 +507,13 @@ async def test_metrics_and_health_are_untouched(api: Api) -> None:
         assert resp.status == 404
     assert api.control.audits == []
 
+
+
+async def test_a_key_reused_for_another_change_is_409(api: Api) -> None:
+    api.control.submit_status = SubmitStatus.REFUSED
+    clash = Check.refuse(Stage.LIMITS, "idempotency_conflict", "key reused for another change")
+    api.control.submit_checks = (clash,)
+    status, body, headers = await api.call("POST", "/v1/actions", json=BODY)
+    assert (status, body["status"], body["reason"]) == (
+        409, "refused", "limits: idempotency_conflict: key reused for another change")
+    assert "Location" not in headers

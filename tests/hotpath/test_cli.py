@@ -119,3 +119,17 @@ def test_audit_verify_checks_checkpoint_signatures(tmp_path: Path) -> None:
     bad = run(main, ["audit", "verify", str(path), "--public-key", "not base64!"])
     assert bad.exit_code == 2
     assert bad.stderr.startswith("hotpath audit verify: --public-key 1")
+
+
+def test_api_hash_token_prints_what_the_config_names_a_principal_by() -> None:
+    run = CliRunner().invoke
+    ok = run(main, ["api", "hash-token", "--token", "copilot-demo-token"])
+    # The example config's copilot principal is exactly this digest.
+    assert (ok.exit_code, ok.stdout) == (
+        0, "22dcaedae6dc78b37fd41a354fadff34bb55208736f66eab3db8309fd1d4fe33\n")
+    prompted = run(main, ["api", "hash-token"], input="copilot-demo-token\n")
+    assert prompted.stdout.endswith(
+        "22dcaedae6dc78b37fd41a354fadff34bb55208736f66eab3db8309fd1d4fe33\n")
+    short = run(main, ["api", "hash-token", "--token", "short"])
+    assert (short.exit_code, short.stderr) == (
+        2, "hotpath api hash-token: a bearer token needs at least 16 characters\n")

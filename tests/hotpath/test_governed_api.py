@@ -50,8 +50,8 @@ from tests.hotpath.test_openapi import DOC, deref, template_of, validator
 pytestmark = pytest.mark.redis
 
 ACTIONS_STREAM = "hotpath:actions"
-POLICY_PASSED = ["action_known", "params_valid", "rule_matched", "severity_met", "no_freeze",
-                 "allowed"]
+POLICY_PASSED = ["action_known", "params_valid", "service_known", "rule_matched", "severity_met",
+                 "no_freeze", "allowed"]
 
 RESTART = {"action": "restart_pods", "service": "checkout", "target": "deployment/checkout",
            "params": {"max_unavailable": 1}, "severity": "error",
@@ -140,14 +140,14 @@ async def test_agent_action_runs_once_signed_and_its_replay_is_a_duplicate(
         system: System) -> None:
     g, actions = system.g, system.actions
     body = {**RESTART, "idempotency_key": "copilot-restart-1"}
-    rid = request_id("copilot-restart-1")
+    rid = request_id("agent:copilot:copilot-restart-1")  # keys are scoped by the caller
 
     first = await g.submit("copilot", body)
     assert first.status == 202, first.body
     assert (first.body["request_id"], first.body["status"]) == (rid, "queued")
     assert [c["code"] for c in first.body["checks"]] == [
         *POLICY_PASSED, "no_approval_needed", "claimed"]
-    assert first.body["checks"][5]["state"]["rule"] == "copilot"
+    assert first.body["checks"][6]["state"]["rule"] == "copilot"
     assert first.headers["Location"] == f"/v1/actions/{rid}"
 
     await system.executed(1)
@@ -169,7 +169,8 @@ async def test_agent_action_runs_once_signed_and_its_replay_is_a_duplicate(
                          now=time.time())
     sent = orjson.loads(raw)
     assert (sent["action"], sent["target"], sent["idempotency_key"], sent["rule"],
-            sent["params"]) == ("restart_pods", "deployment/checkout", "copilot-restart-1",
+            sent["params"]) == ("restart_pods", "deployment/checkout",
+                                "agent:copilot:copilot-restart-1",
                                 "copilot", {"max_unavailable": 1})
     assert sent["context"]["request"]["request_id"] == rid
 
@@ -208,7 +209,7 @@ async def test_approval_refusals_then_one_right_holder_runs_it_once(system: Syst
     assert "Location" not in refused.headers
 
     body = {**FAILOVER, "idempotency_key": "alice-failover-1"}
-    rid = request_id("alice-failover-1")
+    rid = request_id("human:alice:alice-failover-1")
     aid = approval_id(rid)
     asked = await g.submit("alice", body)
     assert asked.status == 202, asked.body
@@ -216,7 +217,7 @@ async def test_approval_refusals_then_one_right_holder_runs_it_once(system: Syst
     assert asked.body["approval"] == {"approval_id": aid, "expires_at": clock.now + 600.0}
     assert [c["code"] for c in asked.body["checks"]] == [
         *POLICY_PASSED, "approval_required", "pending"]
-    assert asked.body["checks"][5]["state"]["rule"] == "oncall"
+    assert asked.body["checks"][6]["state"]["rule"] == "oncall"
 
     page = await system.page_saying("approval required")
     assert page["summary"] == ("human:alice asks failover_region service/shipping (shipping) "
@@ -402,15 +403,18 @@ async def test_redis_down_refuses_and_pages_then_recovers(
         down = await g.submit("copilot", {**RESTART, "idempotency_key": "copilot-during-outage"})
         assert down.status == 403, down.body
         assert down.body["status"] == "refused"
+        # The first thing a machine's request needs is the kill switch: unreadable, it is
+        # held back as if paused (fail closed), with its own code, and paged.
         last = down.body["checks"][-1]
-        assert (last["stage"], last["code"], last["ok"]) == ("limits", "unavailable", False)
-        assert last["detail"].startswith("limits store unavailable (")
-        assert last["detail"].endswith("); failing closed")
+        assert (last["stage"], last["code"], last["ok"]) == ("policy", "unavailable", False)
+        assert last["detail"] == ("the kill switch cannot be read (Redis unavailable or "
+                                  "slow); failing closed")
         # Delivered while Redis is still down: the page came through the spool on disk.
-        page = await system.page_saying("limits: unavailable")
-        assert page["summary"].startswith(
+        page = await system.page_saying("policy: unavailable")
+        assert page["summary"] == (
             "agent:copilot asks restart_pods deployment/checkout (checkout) — "
-            "limits: unavailable: limits store unavailable (")
+            "policy: unavailable: the kill switch cannot be read (Redis unavailable or slow); "
+            "failing closed")
         assert page["dedup_key"] == f"hotpath-{down.body['request_id']}"
         assert (g.cfg.spool.dir / "pages.jsonl").exists()
     finally:
@@ -422,7 +426,7 @@ async def test_redis_down_refuses_and_pages_then_recovers(
     assert (up.status, up.body["status"]) == (202, "queued"), up.body
     await system.executed(1)
     (sent,) = actions.accepted
-    assert sent["idempotency_key"] == "copilot-after-outage"
+    assert sent["idempotency_key"] == "agent:copilot:copilot-after-outage"
     await g.wait_status(up.body["request_id"], "copilot", ("succeeded",))
 
     requests = g.records("request")
@@ -447,7 +451,7 @@ async def test_paused_refuses_the_agent_but_not_a_human(system: System) -> None:
 
     human = await g.submit("bob", {**RESTART, "idempotency_key": "bob-paused"})
     assert (human.status, human.body["status"]) == (202, "queued"), human.body
-    assert human.body["checks"][5]["state"]["rule"] == "oncall"
+    assert human.body["checks"][6]["state"]["rule"] == "oncall"
     await system.executed(1)
     assert [a["rule"] for a in actions.accepted] == ["bob"]
     assert await system.queued() == 1

@@ -162,6 +162,10 @@ async def exercise(api: Api) -> None:
     for outcome in SubmitStatus:
         c.submit_status = outcome
         await api.call("POST", act, json=BODY)  # 200, 202 x3, 403
+    c.submit_status = SubmitStatus.REFUSED
+    c.submit_checks = (Check.refuse(Stage.LIMITS, "idempotency_conflict", "key reused"),)
+    await api.call("POST", act, json=BODY)  # 409
+    c.submit_checks = None
     await api.call("POST", act, json={**BODY, "actor": "human:alice"})  # 403 actor_mismatch
     await api.call("POST", act, json={"service": 1})                    # 400
     await api.call("POST", act, token="nope", json=BODY)                # 401
