@@ -160,7 +160,7 @@ def build_governed(cfg: Config, redis: aioredis.Redis, session: aiohttp.ClientSe
 
     router = executors(cfg, session, clock)
     runner = ActionRunner(queue, router, backoff, clock, on_outcome, consumer=consumer,
-                          attempts_for=router.attempts_for)
+                          attempts_for=router.attempts_for, gate=plane.gate)
     app = web.Application()
     add_api_routes(app, plane.control, authenticator(cfg), clock=clock,
                    default_environment=cfg.decide.environment)
