@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from escalation.approvals import ApprovalState, ApprovalStore, DecideResult, PendingApproval
@@ -46,6 +46,7 @@ from escalation.executors.base import ActionRequest
 from escalation.limits import LimitOutcome, LimitRequest, LimitStatus, RedisLimits, Window
 from escalation.page import Page, request_page
 from escalation.policy import Policy, PolicyVerdict, evaluate, may_approve
+from escalation.records import event_page, execution_request, intent_body, request_body, where
 from escalation.request import Actor, ActorKind, Request
 from escalation.request_store import RequestStore
 from escalation.submission import Submission, SubmitStatus
@@ -91,41 +92,6 @@ class Item:
     paused: bool = False
     pause_detail: str = ""
     pause_code: str = "paused"   # "unavailable" when the switch could not be read
-
-
-def where(req: Request) -> dict[str, str]:
-    return {"service": req.service, "environment": req.environment, "region": req.region,
-            "target": req.target}
-
-
-def execution_request(req: Request, *, rollback_of: str | None = None) -> ActionRequest:
-    """What the action runner executes: the action's own params, plus the request for the
-    follow-up (outcome audit, verification, failure page) after any restart."""
-    return ActionRequest(
-        action=req.action, target=req.target, service=req.service,
-        finding_id=req.finding_id or "", idempotency_key=req.idempotency_key,
-        rule=req.actor.name, params=dict(req.params),
-        context={"request": req.to_dict(), "rollback_of": rollback_of},
-    )
-
-
-def event_page(req: Request, reason: str, now: float, event: str,
-               links: dict[str, str] | None = None) -> Page:
-    """A later page about ``req`` (approval asked, expired, not run, failed, no recovery).
-
-    One request can be paged several times, and the sender delivers one page per dedup key
-    (a second page under a key already delivered is dropped as a duplicate), so each event
-    gets its own key; it stays deterministic, so a replay of the same event pages once.
-    The first-contact pages (a store down) keep the request's plain key.
-
-    >>> from escalation.request import ActorKind
-    >>> req = Request(Actor(ActorKind.AGENT, "copilot"), "failover_region", "checkout",
-    ...               "production", "checkout", "k1", requested_at=5.0)
-    >>> event_page(req, "approval expired unanswered", 6.0, "expired").dedup_key
-    'hotpath-req_6ab9f1eb8f7d3388:expired'
-    """
-    page = request_page(req, reason, now, links)
-    return replace(page, dedup_key=f"{page.dedup_key}:{event}")
 
 
 class ControlPlane:
@@ -218,9 +184,9 @@ class ControlPlane:
         assert len(done) == len(items)
         runnable = [s for s in done if s.status is SubmitStatus.QUEUED]
         for s in done:
-            self.audit.append("request", self._request_body(s, now))
+            self.audit.append("request", request_body(self.gov.config_version, s, now))
         for s in runnable:
-            self.audit.append("intent", self._intent_body(s.request, now))
+            self.audit.append("intent", intent_body(self.gov.config_version, s.request, now))
         self.audit.flush()  # intent durable before anything can execute it
         if runnable:
             try:
@@ -404,9 +370,9 @@ class ControlPlane:
         else:
             (outcome,) = await self.limits.claim_many([self._limit_request(req)])
             sub = _claimed(req, (*verdict.checks, approved), outcome)
-        self.audit.append("request", self._request_body(sub, now))
+        self.audit.append("request", request_body(self.gov.config_version, sub, now))
         if sub.status is SubmitStatus.QUEUED:
-            self.audit.append("intent", self._intent_body(req, now))
+            self.audit.append("intent", intent_body(self.gov.config_version, req, now))
             self.audit.flush()
             try:
                 await self.actions.put_many([execution_request(req)])
@@ -486,36 +452,6 @@ class ControlPlane:
             "config_version": self.gov.config_version,
         })
         self.audit.flush()
-
-    # --- audit bodies ------------------------------------------------------------------
-
-    def _request_body(self, s: Submission, now: float) -> dict[str, Any]:
-        limits: dict[str, Any] = {}
-        rule = None
-        approval_id, approver = s.approval_id, None
-        for c in s.checks:
-            if c.stage is Stage.LIMITS:
-                limits = c.state
-            if c.code == "allowed":
-                rule = c.state.get("rule")
-            if c.code == "approved":
-                # After a decide the submission is rebuilt without the id: the check has it.
-                approver = c.state.get("approver")
-                approval_id = approval_id or c.state.get("approval_id")
-        return {
-            "request": s.request.to_dict(), "decided_at": now,
-            "config_version": self.gov.config_version, "where": where(s.request),
-            "checks": [c.to_dict() for c in s.checks], "result": s.status.value,
-            "authorization": {"rule": rule, "limits": limits, "approval_id": approval_id,
-                              "approver": approver},
-        }
-
-    def _intent_body(self, req: Request, now: float) -> dict[str, Any]:
-        return {"request_id": req.request_id, "action": req.action, "target": req.target,
-                "actor": str(req.actor), "at": now, "params": dict(req.params),
-                "idempotency_key": req.idempotency_key,
-                "config_version": self.gov.config_version, "where": where(req)}
-
 
 def _claimed(req: Request, checks: tuple[Check, ...], outcome: LimitOutcome) -> Submission:
     status = {

@@ -22,20 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from escalation.catalogue import ActionSpec
-from escalation.control import (
-    ActionSink,
-    AuditSink,
-    Governance,
-    PageSink,
-    event_page,
-    execution_request,
-    where,
-)
+from escalation.control import ActionSink, AuditSink, Governance, PageSink
 from escalation.decision import Reason
 from escalation.errors import OutboxError, RequestStoreError, VerifyStoreError
 from escalation.executors.base import ActionRequest, ActionResult
 from escalation.limits import RedisLimits
 from escalation.page import Page, failure_page
+from escalation.records import event_page, execution_request, where
 from escalation.request import Actor, ActorKind, Request
 from escalation.request_store import RequestStore
 from escalation.verdict import Check, Stage

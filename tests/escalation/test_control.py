@@ -24,7 +24,7 @@ from escalation.approval_tokens import mint
 from escalation.approvals import LINK_GRACE_S, ApprovalState, ApprovalStore, approval_id
 from escalation.audit import AuditLog
 from escalation.catalogue import ActionSpec, Catalogue, Recovery, Risk, ServiceSpec, VerifySpec
-from escalation.control import ControlPlane, Governance, Item, execution_request
+from escalation.control import ControlPlane, Governance, Item
 from escalation.errors import StoreUnavailable
 from escalation.executors.base import ActionRequest
 from escalation.limits import LimitRequest, Limits, LimitStatus, RedisLimits, Window
@@ -38,6 +38,7 @@ from escalation.policy import (
     PolicyRule,
     evaluate,
 )
+from escalation.records import execution_request
 from escalation.request import Actor, ActorKind, Request, Severity
 from escalation.request_store import RequestStore
 from escalation.spool import Spool

@@ -10,10 +10,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from escalation.actions import ActionQueue
-from escalation.control import Item, execution_request
+from escalation.control import Item
 from escalation.executors.base import ActionRequest, ActionResult
 from escalation.followup import FollowUp, rollback_request
 from escalation.limits import Limits, Window
+from escalation.records import execution_request
 from escalation.request import Actor, ActorKind, Request
 from escalation.submission import SubmitStatus
 from escalation.verdict import Check, Stage
