@@ -96,6 +96,15 @@ class Page:
     action: str | None         # what automation tried, if anything
     # approve/deny (and later console) URLs; empty for pages that ask nothing of the human
     links: dict[str, str] = field(default_factory=dict)
+    # What the receiver is told to do with the incident this page belongs to.
+    event: Literal["trigger", "acknowledge", "resolve"] = "trigger"
+    # The incident's key (findings grouped by service/metric family/region); "" = the page
+    # is its own incident (dedup_key).
+    incident_key: str = ""
+    # The packed context (escalation.context.PageContext.to_dict()): what, since when,
+    # baseline, sparkline, correlated findings, recent changes, automation, owner, runbook,
+    # suggested actions. JSON-able; adapters render it within their receiver's limits.
+    context: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object sent to receivers (field order as declared; NaN → null).
@@ -105,6 +114,9 @@ class Page:
         """
         out = {name: getattr(self, name) for name in _FIELDS}
         out["links"] = dict(self.links)
+        out["event"] = self.event
+        out["incident_key"] = self.incident_key
+        out["context"] = dict(self.context)
         for name in ("value", "baseline", "deviation"):
             if math.isnan(out[name]):
                 out[name] = None
@@ -156,6 +168,9 @@ class Page:
                 created=float(raw["created"]),
                 action=None if raw["action"] is None else str(raw["action"]),
                 links={str(k): str(v) for k, v in dict(raw.get("links") or {}).items()},
+                event=_event(raw.get("event", "trigger")),
+                incident_key=str(raw.get("incident_key") or ""),
+                context=dict(raw.get("context") or {}),
             )
         except (TypeError, ValueError) as e:
             raise ValueError(f"page: bad field value: {e}") from None
@@ -163,6 +178,13 @@ class Page:
 
 def _float(v: Any) -> float:
     return math.nan if v is None else float(v)
+
+
+def _event(v: Any) -> Literal["trigger", "acknowledge", "resolve"]:
+    for e in ("trigger", "acknowledge", "resolve"):
+        if v == e:
+            return e
+    raise ValueError(f"event {v!r} is not one of trigger, acknowledge, resolve")
 
 
 def _severity(v: Any) -> Severity:
