@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -70,12 +71,20 @@ async def post_json(
     *,
     idempotency_key: str,
     timeout_s: float,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, str]:
-    """POST ``body`` with an ``Idempotency-Key`` header; (status, detail) on 2xx, else raise."""
-    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+    """POST ``body`` with an ``Idempotency-Key`` header; (status, detail) on 2xx, else raise.
+
+    ``headers`` adds to (or overrides) the defaults, e.g. an API's ``Authorization``.
+    """
+    sent = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key,
+        **(headers or {}),
+    }
     try:
         async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            url, data=body, headers=sent, timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as resp:
             text = (await resp.content.read(_DETAIL_BYTES)).decode("utf-8", "replace")
             error = classify(resp.status, resp.headers.get("Retry-After"), text)
@@ -106,8 +115,11 @@ class JsonEndpoint:
     url: str
     timeout_s: float
 
-    async def post(self, body: bytes, idempotency_key: str) -> tuple[int, str]:
+    async def post(
+        self, body: bytes, idempotency_key: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
         """POST ``body`` keyed by ``idempotency_key``; (status, detail) on 2xx, else raise."""
         return await post_json(
-            self.session, self.url, body, idempotency_key=idempotency_key, timeout_s=self.timeout_s
+            self.session, self.url, body, idempotency_key=idempotency_key,
+            timeout_s=self.timeout_s, headers=headers,
         )
