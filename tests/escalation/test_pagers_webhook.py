@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
+import orjson
 import pytest
 
 from escalation.errors import PermanentDeliveryError, RetryableDeliveryError
+from escalation.executors.signing import sign
 from escalation.page import Page
 from escalation.pagers.webhook import WebhookPager
 
+from .chat_apis import PAGE as FULL_PAGE
+from .chat_apis import Refusal, SignedHookApi, serve
 from .conftest import Receiver, Reply
 
 PAGE = Page(
@@ -84,3 +90,93 @@ async def test_a_refused_connection_is_retryable(http_session: aiohttp.ClientSes
     with pytest.raises(RetryableDeliveryError) as info:
         await pager.send(PAGE)
     assert str(info.value).startswith("connection error: ClientConnectorError")
+
+
+SENT_AT = 1764132000.0  # the sender's wall clock
+SECRET = b"whsec_4f1c2e"
+
+
+@pytest.fixture
+async def signed_hook() -> AsyncIterator[SignedHookApi]:
+    # The receiver's own clock runs 10 s ahead of the sender's: inside the 300 s tolerance.
+    async with serve(SignedHookApi(secrets=(SECRET,), clock=lambda: SENT_AT + 10)) as api:
+        yield api
+
+
+async def test_a_signed_page_carries_the_exact_signature_headers(
+    receiver: Receiver, http_session: aiohttp.ClientSession
+) -> None:
+    await WebhookPager(http_session, receiver.url, secret=SECRET,
+                       wall_clock=lambda: SENT_AT + 0.9).send(PAGE)
+    [req] = receiver.received
+    assert req.body == PAGE.to_json()
+    assert req.headers["X-Hotpath-Timestamp"] == "1764132000"
+    assert req.headers["X-Hotpath-Signature"] == sign(SECRET, 1764132000, PAGE.to_json())
+    assert req.headers["Idempotency-Key"] == "hotpath-f1"
+
+
+async def test_unsigned_pages_carry_no_signature(
+    receiver: Receiver, http_session: aiohttp.ClientSession
+) -> None:
+    await WebhookPager(http_session, receiver.url).send(PAGE)
+    [req] = receiver.received
+    assert "X-Hotpath-Signature" not in req.headers
+    assert "X-Hotpath-Timestamp" not in req.headers
+
+
+async def test_a_verifying_receiver_accepts_a_signed_page(
+    signed_hook: SignedHookApi, http_session: aiohttp.ClientSession
+) -> None:
+    page = replace(FULL_PAGE, links={"approve": "https://hotpath.example/approve?t=x"})
+    await WebhookPager(http_session, signed_hook.url, secret=SECRET,
+                       wall_clock=lambda: SENT_AT).send(page)
+    assert signed_hook.accepted == [orjson.loads(page.to_json())]
+    assert signed_hook.refused == []
+
+
+async def test_an_oversized_page_goes_whole_and_its_signature_verifies(
+    signed_hook: SignedHookApi, http_session: aiohttp.ClientSession
+) -> None:
+    # The generic webhook's contract is the whole page: nothing is cut, and the HMAC covers
+    # every byte of a 2 MB body.
+    page = replace(FULL_PAGE, summary="x" * 5000,
+                   context={**FULL_PAGE.context, "dump": "y" * 2_000_000})
+    await WebhookPager(http_session, signed_hook.url, secret=SECRET,
+                       wall_clock=lambda: SENT_AT).send(page)
+    [body] = signed_hook.accepted
+    assert body["summary"] == "x" * 5000 and body["context"]["dump"] == "y" * 2_000_000
+
+
+async def test_a_receiver_mid_rotation_accepts_the_new_secret(
+    http_session: aiohttp.ClientSession
+) -> None:
+    api = SignedHookApi(secrets=(b"old", SECRET), clock=lambda: SENT_AT)
+    async with serve(api):
+        await WebhookPager(http_session, api.url, secret=SECRET,
+                           wall_clock=lambda: SENT_AT).send(PAGE)
+    assert api.accepted == [orjson.loads(PAGE.to_json())]
+
+
+@pytest.mark.parametrize(("secret", "sent_at", "detail"), [
+    (b"not-the-secret", SENT_AT,
+     "signature: no v1 signature matches the body under any of 1 secret(s)"),
+    (SECRET, SENT_AT - 400, "signature: timestamp 1764131600 is 410s old, beyond the 300s "
+     "tolerance"),
+    (None, SENT_AT, "no X-Hotpath-Signature header"),
+])
+async def test_a_verifying_receiver_rejects_what_it_cannot_trust(
+    signed_hook: SignedHookApi, http_session: aiohttp.ClientSession,
+    secret: bytes | None, sent_at: float, detail: str,
+) -> None:
+    pager = WebhookPager(http_session, signed_hook.url, secret=secret,
+                         wall_clock=lambda: sent_at)
+    with pytest.raises(PermanentDeliveryError) as info:
+        await pager.send(PAGE)
+    assert str(info.value) == f"HTTP 401: {detail}"
+    assert signed_hook.refused == [Refusal(401, "unauthorized", detail)]
+    assert signed_hook.accepted == []
+
+
+def test_an_empty_secret_is_refused(http_session: aiohttp.ClientSession) -> None:
+    with pytest.raises(ValueError, match="an empty secret signs nothing; pass None"):
+        WebhookPager(http_session, "http://127.0.0.1:9/hook", secret=b"")
