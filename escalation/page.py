@@ -105,6 +105,8 @@ class Page:
     # baseline, sparkline, correlated findings, recent changes, automation, owner, runbook,
     # suggested actions. JSON-able; adapters render it within their receiver's limits.
     context: dict[str, Any] = field(default_factory=dict)
+    # Which pagers get it (an on-call level's receivers); empty: every pager.
+    receivers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object sent to receivers (field order as declared; NaN → null).
@@ -117,6 +119,7 @@ class Page:
         out["event"] = self.event
         out["incident_key"] = self.incident_key
         out["context"] = dict(self.context)
+        out["receivers"] = list(self.receivers)
         for name in ("value", "baseline", "deviation"):
             if math.isnan(out[name]):
                 out[name] = None
@@ -171,6 +174,7 @@ class Page:
                 event=_event(raw.get("event", "trigger")),
                 incident_key=str(raw.get("incident_key") or ""),
                 context=dict(raw.get("context") or {}),
+                receivers=tuple(str(r) for r in raw.get("receivers") or ()),
             )
         except (TypeError, ValueError) as e:
             raise ValueError(f"page: bad field value: {e}") from None

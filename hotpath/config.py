@@ -44,6 +44,17 @@ from hotpath.governance_config import (
     WindowConfig,
     catalogue_of,
 )
+from hotpath.paging_config import (
+    AlertmanagerConfig,
+    ChangesConfig,
+    ConsoleConfig,
+    IncidentsConfig,
+    OnCallConfig,
+    OpsgenieConfig,
+    PagerDutyConfig,
+    Receiver,
+    SlackConfig,
+)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -170,9 +181,24 @@ class ConsolePagerConfig(_Model):
     echo: bool = True
 
 
+class WebhookPagerConfig(WebhookConfig):
+    # HMAC-SHA256 over timestamp and body (the variable's value; unset: unsigned, warned).
+    secret_env: str | None = "HOTPATH_PAGE_WEBHOOK_SECRET"
+
+
 class PagersConfig(_Model):
-    webhook: WebhookConfig | None = None
+    webhook: WebhookPagerConfig | None = None
     console: ConsolePagerConfig | None = ConsolePagerConfig()
+    pagerduty: PagerDutyConfig | None = None
+    slack: SlackConfig | None = None
+    opsgenie: OpsgenieConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
+    # Where a page goes when its receiver refuses it (400) or keeps failing.
+    fallback: Receiver | None = None
+
+    def names(self) -> list[str]:
+        return [n for n in ("webhook", "console", "pagerduty", "slack", "opsgenie",
+                            "alertmanager") if getattr(self, n) is not None]
 
 
 class ExecutorsConfig(_Model):
@@ -221,6 +247,10 @@ class Config(_Model):
     api: ApiConfig = ApiConfig()
     executors: ExecutorsConfig = ExecutorsConfig()
     pagers: PagersConfig = PagersConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
+    oncall: OnCallConfig = OnCallConfig()
+    changes: ChangesConfig | None = ChangesConfig()
+    console: ConsoleConfig = ConsoleConfig()
     audit: AuditConfig = AuditConfig()
     metrics: MetricsConfig = MetricsConfig()
     spool: SpoolConfig = SpoolConfig()
@@ -261,11 +291,29 @@ class Config(_Model):
                             f"runs plugin {plugin!r}: add it to executors.plugins"))
         out.extend((("policy",), p) for p in policy_problems(self.policy.policy(),
                                                              self.catalogue()))
+        out.extend(self._paging_problems())
         seen = set()
         for i, p in enumerate(self.principals):
             if p.name in seen:
                 out.append((("principals", i, "name"), f"principal {p.name!r} is listed twice"))
             seen.add(p.name)
+        return out
+
+    def _paging_problems(self) -> list[tuple[tuple[int | str, ...], str]]:
+        out: list[tuple[tuple[int | str, ...], str]] = []
+        names = self.pagers.names()
+        if self.pagers.fallback is not None and self.pagers.fallback not in names:
+            out.append((("pagers", "fallback"),
+                        f"fallback {self.pagers.fallback!r} is not a configured pager"))
+        oc = self.oncall
+        for pname, pol in oc.policies.items():
+            for i, level in enumerate(pol.levels):
+                out.extend((("oncall", "policies", pname, "levels", i, "receivers"),
+                            f"receiver {r!r} is not a configured pager ({', '.join(names)})")
+                           for r in level.receivers if r not in names)
+        if oc.policies and oc.default_policy not in oc.policies:
+            out.append((("oncall", "default_policy"),
+                        f"default_policy {oc.default_policy!r} is not in oncall.policies"))
         return out
 
     def catalogue(self) -> Catalogue:

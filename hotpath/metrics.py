@@ -47,6 +47,13 @@ class Metrics:
         self.audit_mirror_stopped = Gauge("hotpath_audit_mirror_stopped",
                                           "1 when the audit mirror gave up (the topic holds "
                                           "another chain)", registry=r)
+        self.change_events = Counter("hotpath_change_events", "Change events read from the "
+                                     "changes topic, by outcome", ["outcome"], registry=r)
+        self.incident_events = Counter("hotpath_incident_events",
+                                       "Incident events (trigger, attach, suppressed, stale, "
+                                       "resolve)", ["kind"], registry=r)
+        self.escalations = Counter("hotpath_escalations", "On-call escalation steps paged, "
+                                   "by level", ["level"], registry=r)
         self.verifications = Counter("hotpath_verifications",
                                      "Finished verifications, by action and result",
                                      ["action", "result"], registry=r)

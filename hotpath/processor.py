@@ -45,6 +45,7 @@ from escalation.submission import SubmitStatus
 from escalation.verdict import Check
 from escalation.verify import Verifier, Watch, watch_for
 from hotpath.metrics import Metrics
+from hotpath.paging import Paging
 from hotpath.partition import PartitionOutput, PartitionState, TickAlert
 from hotpath.wire import Decoded, RawMessage, Reject, reason_kind
 
@@ -149,13 +150,14 @@ class Processor:
     def __init__(self, *, ctx: DecisionContext, environment: str, config_version: str,
                  dlq: DlqSink, control: ControlPlane, audit: AuditSink, pages: PageSink,
                  metrics: Metrics, clock: Clock, kill_switch: KillSwitch | None = None,
-                 followup: FollowUp | None = None) -> None:
+                 followup: FollowUp | None = None, paging: Paging | None = None) -> None:
         self.ctx = ctx
         self.environment = environment
         self.config_version = config_version
         self.dlq, self.control, self.audit = dlq, control, audit
         self.pages = pages
         self.followup = followup
+        self.paging = paging
         # One verifier per partition: its deadlines run on that partition's event time.
         self.verifiers: dict[TP, Verifier] = {}
         self.metrics = metrics
@@ -232,6 +234,11 @@ class Processor:
         now = self.clock()
         await self._refresh_pause(now)
         await self._verify_tick(states, now)
+        if self.paging is not None:
+            # Resolves of incidents clear for long enough, and due escalation steps.
+            follow = await self.paging.tick(now)
+            if follow:
+                await self.pages.put_many(follow)
         findings = [f for state in states.values()
                     for f in _tick_findings(state, state.tick(now), state.event_time(now) or now,
                                             self.environment)]
@@ -314,6 +321,7 @@ class Processor:
         if not decisions:
             return
         pages: list[Page] = []
+        batch = [d.finding for d in decisions]  # correlation candidates for the context
         for d in decisions:
             for r in d.reasons:
                 self.metrics.decisions.labels(d.kind.value, r.value).inc()
@@ -324,7 +332,12 @@ class Processor:
                 sub = d.submission
                 links = ({} if sub is None or sub.status is not SubmitStatus.PENDING_APPROVAL
                          else self.control.approval_links(sub))
-                pages.append(replace(page_from_decision(d, now), links=links))
+                page = replace(page_from_decision(d, now), links=links)
+                if self.paging is not None:
+                    page = self.paging.with_context(d, page, links, batch, now)
+                pages.append(page)
         self.audit.flush()
+        if self.paging is not None:
+            pages = await self.paging.prepare(pages, now)
         if pages:
             await self.pages.put_many(pages)

@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,17 +41,17 @@ from escalation.actions import ActionQueue, ActionRunner
 from escalation.audit import AuditLog
 from escalation.audit_signing import Signer
 from escalation.backoff import Backoff
+from escalation.changes import RecentChanges
 from escalation.decision import DecisionContext
 from escalation.errors import ApprovalStoreUnavailable
 from escalation.executors.base import ActionRequest, ActionResult, Executor
 from escalation.outbox import PageOutbox
 from escalation.pagers.base import Pager
-from escalation.pagers.console import ConsolePager
-from escalation.pagers.webhook import WebhookPager
 from escalation.sender import PageSender
 from escalation.spool import Spool
 from hotpath.api import add_api_routes
 from hotpath.audit_mirror import AuditMirror, KafkaTail
+from hotpath.changes_consumer import ChangesConsumer
 from hotpath.checkpoint import CheckpointStore
 from hotpath.config import Config
 from hotpath.consumer import ConsumeLoop, PartitionStates
@@ -59,6 +59,8 @@ from hotpath.dlq import KafkaDlq
 from hotpath.governance import authenticator, build_plane, executors
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
+from hotpath.oncall_api import add_oncall_routes
+from hotpath.paging import Paging, build_pagers
 from hotpath.partition import PartitionState, Profile
 from hotpath.processor import BatchResult, Processor
 
@@ -110,16 +112,14 @@ def decision_context(cfg: Config) -> DecisionContext:
     )
 
 
-def pagers(cfg: Config, session: aiohttp.ClientSession) -> list[Pager]:
-    """The configured pagers (the webhook and the console/file pager), as serve() sends to."""
-    out: list[Pager] = []
-    if cfg.pagers.webhook is not None:
-        out.append(WebhookPager(session, cfg.pagers.webhook.url,
-                                timeout_s=cfg.pagers.webhook.timeout_s))
-    if cfg.pagers.console is not None:
-        out.append(ConsolePager(cfg.pagers.console.path,
-                                sys.stdout if cfg.pagers.console.echo else None))
-    return out
+def _secrets(env: str) -> tuple[bytes, ...]:
+    value = os.environ.get(env)
+    return (value.encode(),) if value else ()
+
+
+def pagers(cfg: Config, session: aiohttp.ClientSession, clock: Clock = time.time) -> list[Pager]:
+    """The configured pagers whose secrets are present, as serve() sends to."""
+    return build_pagers(cfg, session, clock)
 
 
 async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
@@ -158,7 +158,9 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         metrics.pages.labels(pager, outcome).inc()
         metrics.page_latency.labels(pager).observe(latency)
 
-    sender = PageSender(outbox, pagers(cfg, session), backoff, clock, on_result=page_result,
+    running_pagers = pagers(cfg, session, clock)
+    sender = PageSender(outbox, running_pagers, backoff, clock,
+                        on_result=page_result,
                         consumer=consumer_name)
     queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
     plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,
@@ -185,11 +187,18 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     store = CheckpointStore(redis, cfg.redis.key_prefix, cfg.kafka.group)
 
     states = PartitionStates(consumer, partition_factory(cfg), store, metrics)
+    recent_changes = RecentChanges(horizon_s=cfg.changes.horizon_s if cfg.changes else 3600.0)
+    changes = (None if cfg.changes is None else ChangesConsumer(
+        cfg.kafka.bootstrap, cfg.changes.topic, recent_changes, clock,
+        horizon_s=cfg.changes.horizon_s,
+        on_outcome=lambda outcome: metrics.change_events.labels(outcome).inc()))
+    paging = Paging(cfg, redis, clock=clock, metrics=metrics, changes=recent_changes,
+                    started=[p.name for p in running_pagers])
     processor = Processor(
         ctx=decision_context(cfg), environment=cfg.decide.environment,
         config_version=cfg.version_hash(), dlq=KafkaDlq(producer, cfg.kafka.dlq_topic),
         control=plane.control, audit=audit, pages=outbox, metrics=metrics, clock=clock,
-        kill_switch=plane.kill_switch, followup=plane.followup,
+        kill_switch=plane.kill_switch, followup=plane.followup, paging=paging,
     )
     loop = ConsumeLoop(consumer, states, processor, metrics,
                        commit_interval_s=cfg.kafka.commit_interval_s,
@@ -202,6 +211,9 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         app = web.Application()
         add_api_routes(app, plane.control, authenticator(cfg), clock=clock,
                        default_environment=cfg.decide.environment)
+        add_oncall_routes(app, paging.oncall, authenticator(cfg), plane.control, clock=clock,
+                          pagerduty_secrets=_secrets(cfg.oncall.pagerduty_webhook_secret_env),
+                          slack_secrets=_secrets(cfg.oncall.slack_signing_secret_env))
         api = HttpServer(app, cfg.api.host, cfg.api.port)
 
     async def sweep(stop_sweep: asyncio.Event) -> None:
@@ -231,6 +243,8 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         side.append(asyncio.create_task(sender.run(side_stop), name="page-sender"))
         side.append(asyncio.create_task(runner.run(side_stop), name="action-runner"))
         side.append(asyncio.create_task(sweep(side_stop), name="approval-sweeper"))
+        if changes is not None:
+            side.append(asyncio.create_task(changes.run(side_stop), name="changes"))
         running = Running(metrics, http.port, states, None if api is None else api.port)
         loop.on_batch = lambda res: [cb(res) for cb in running.on_batch]
         if ready is not None:
