@@ -9,6 +9,8 @@ Pure: the jitter source is injected, so the same inputs give the same delay.
 30.0
 >>> b.delay(1, retry_after=1.0)
 1.0
+>>> b.delay(1, retry_after=3600.0)   # a receiver asking for an hour is retried in 2 min
+120.0
 >>> Backoff(jitter=lambda: 0.0).delay(2, None)
 0.2
 """
@@ -32,9 +34,15 @@ class Backoff:
     factor: float = 2.0
     max_s: float = 30.0    # a page must not wait minutes behind one flaky receiver
     jitter: Callable[[], float] = lambda: 1.0
+    # Retry-After is honoured in full up to this: twice PagerDuty's one-minute rate window,
+    # so a rate-limit 429 is always waited out. A longer ask (maintenance, misconfiguration)
+    # would stall the sender's batch; we try again after the cap and, if still refused,
+    # wait again — the fallback receiver meanwhile tells a human the pager is failing.
+    max_retry_after_s: float = 120.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait; a receiver's Retry-After is a floor, never shortened.
+        """Seconds to wait; a receiver's Retry-After (up to ``max_retry_after_s``) is a
+        floor, never shortened by jitter.
 
         >>> Backoff(jitter=lambda: 1.0).delay(0, None)
         Traceback (most recent call last):
@@ -50,5 +58,5 @@ class Backoff:
         raw = min(self.max_s, self.base_s * self.factor ** min(attempt - 1, 64))
         computed = raw * (0.5 + 0.5 * j)
         if retry_after is not None:
-            return max(retry_after, computed)
+            return max(min(retry_after, self.max_retry_after_s), computed)
         return computed

@@ -33,8 +33,13 @@ from escalation.errors import DeliveryError, PermanentDeliveryError, RetryableDe
 
 T = TypeVar("T")
 
-Outcome = Literal["sent", "failed", "retry"]
+# "collapsed" is never an attempt's outcome: the sender reports it for a page folded into
+# a storm page (escalation.storm), so the metric shows pages that went out in a list.
+Outcome = Literal["sent", "failed", "retry", "collapsed"]
 OnAttempt = Callable[[Outcome, float], None]
+# Told of every failed attempt (its error, its 1-based number) before the stage waits or
+# gives up: how the sender notices a failing receiver and alerts the fallback early.
+OnFailure = Callable[[DeliveryError, int], None]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -60,8 +65,14 @@ async def with_retries(
     clock: Callable[[], float],
     max_attempts: int,
     on_attempt: OnAttempt,
+    before_attempt: Callable[[], Awaitable[object]] | None = None,
+    on_failure: OnFailure | None = None,
 ) -> RetryResult[T]:
     """Run ``call`` until it succeeds, fails permanently, or ``max_attempts`` are spent.
+
+    After a retryable failure the wait is :meth:`Backoff.delay`, which takes the error's
+    ``retry_after`` as its floor. ``before_attempt`` (a rate limiter's wait for a slot) runs
+    before every attempt and outside its measured latency; ``on_failure`` sees each error.
 
     An exception that is not a :class:`DeliveryError` is an adapter bug; it is treated as
     permanent (with its type in the message) so one broken adapter cannot kill the sender.
@@ -70,23 +81,34 @@ async def with_retries(
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     start = clock()
     for attempt in range(1, max_attempts + 1):
+        if before_attempt is not None:
+            await before_attempt()
         t0 = clock()
         try:
             value = await call()
         except RetryableDeliveryError as e:
             if attempt == max_attempts:
                 on_attempt("failed", clock() - t0)
+                _tell(on_failure, e, attempt)
                 return RetryResult(None, e, attempt, clock() - start)
             on_attempt("retry", clock() - t0)
+            _tell(on_failure, e, attempt)
             await sleep(backoff.delay(attempt, e.retry_after))
             continue
         except DeliveryError as e:
             on_attempt("failed", clock() - t0)
+            _tell(on_failure, e, attempt)
             return RetryResult(None, e, attempt, clock() - start)
         except Exception as e:  # an adapter bug: record it, do not retry it
             on_attempt("failed", clock() - t0)
             error = PermanentDeliveryError(f"{type(e).__name__}: {e}")
+            _tell(on_failure, error, attempt)
             return RetryResult(None, error, attempt, clock() - start)
         on_attempt("sent", clock() - t0)
         return RetryResult(value, None, attempt, clock() - start)
     raise AssertionError("unreachable: the loop returns on its last attempt")
+
+
+def _tell(on_failure: OnFailure | None, error: DeliveryError, attempt: int) -> None:
+    if on_failure is not None:
+        on_failure(error, attempt)

@@ -44,7 +44,7 @@ async def test_payload_and_headers_are_exact(
         "confidence": 0.97, "detectors": ["ewma"],
         "reasons": ["rule matched", "budget exhausted"], "recent": [0.003, 0.21],
         "finding_id": "f1", "ts": 1000.0, "created": 1001.0, "action": None, "links": {},
-        "event": "trigger", "incident_key": "", "context": {},
+        "event": "trigger", "incident_key": "", "context": {}, "receivers": [],
     }
 
 
