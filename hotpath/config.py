@@ -48,6 +48,7 @@ from hotpath.paging_config import (
     AlertmanagerConfig,
     ChangesConfig,
     ConsoleConfig,
+    DeliveryConfig,
     IncidentsConfig,
     OnCallConfig,
     OpsgenieConfig,
@@ -251,6 +252,7 @@ class Config(_Model):
     oncall: OnCallConfig = OnCallConfig()
     changes: ChangesConfig | None = ChangesConfig()
     console: ConsoleConfig = ConsoleConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     audit: AuditConfig = AuditConfig()
     metrics: MetricsConfig = MetricsConfig()
     spool: SpoolConfig = SpoolConfig()

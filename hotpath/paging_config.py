@@ -132,6 +132,18 @@ class ChangesConfig(_Model):
     horizon_s: Positive = 3600.0
 
 
+class DeliveryConfig(_Model):
+    # More than this many trigger pages a minute to one pager become one storm page listing
+    # them: past ~20 a minute nobody reads them one by one anyway.
+    storm_max_per_min: Annotated[int, Field(ge=1)] | None = 20
+    # The fallback receiver hears of a pager failing this often for one page, or failing
+    # for this long, before the retries are spent.
+    fallback_after_failures: Annotated[int, Field(ge=1)] = 4
+    fallback_after_s: Positive = 60.0
+    # Per-pager overrides of the declared rate limits (pages per minute).
+    rate_per_min: dict[str, Positive] = Field(default_factory=dict)
+
+
 class ConsoleConfig(_Model):
     url: str = "http://127.0.0.1:8088"
 

@@ -45,10 +45,13 @@ from escalation.changes import RecentChanges
 from escalation.decision import DecisionContext
 from escalation.errors import ApprovalStoreUnavailable
 from escalation.executors.base import ActionRequest, ActionResult, Executor
+from escalation.fallback import FallbackPolicy
 from escalation.outbox import PageOutbox
 from escalation.pagers.base import Pager
+from escalation.rate_limit import RateLimit
 from escalation.sender import PageSender
 from escalation.spool import Spool
+from escalation.storm import StormPolicy
 from hotpath.api import add_api_routes
 from hotpath.audit_mirror import AuditMirror, KafkaTail
 from hotpath.changes_consumer import ChangesConsumer
@@ -156,11 +159,21 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
 
     def page_result(pager: str, outcome: str, latency: float) -> None:
         metrics.pages.labels(pager, outcome).inc()
-        metrics.page_latency.labels(pager).observe(latency)
+        if outcome != "collapsed":  # folded into a storm page: no delivery of its own
+            metrics.page_latency.labels(pager).observe(latency)
 
     running_pagers = pagers(cfg, session, clock)
+    d = cfg.delivery
     sender = PageSender(outbox, running_pagers, backoff, clock,
                         on_result=page_result,
+                        fallback=next((p for p in running_pagers
+                                       if p.name == cfg.pagers.fallback), None),
+                        fallback_policy=FallbackPolicy(d.fallback_after_failures,
+                                                       d.fallback_after_s),
+                        rate_limits={n: RateLimit.per_minute(r) for n, r in d.rate_per_min.items()
+                                     if n in {p.name for p in running_pagers}},
+                        storm=None if d.storm_max_per_min is None else StormPolicy(
+                            d.storm_max_per_min, 60.0),
                         consumer=consumer_name)
     queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
     plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,

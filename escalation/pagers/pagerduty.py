@@ -127,6 +127,10 @@ class PagerDutyPager:
     ValueError: PagerDuty routing key must be 32 characters, got 5
     """
 
+    # PagerDuty answers 429 past about 120 events a minute per routing key: the sender
+    # waits for a token instead (escalation.rate_limit.declared_limit reads this).
+    rate_per_min = 120.0
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
