@@ -342,3 +342,33 @@ def api_hash_token(token: str) -> None:
         click.echo("hotpath api hash-token: a bearer token needs at least 16 characters", err=True)
         sys.exit(2)
     click.echo(hash_token(token))
+
+
+@main.group("page")
+def page_group() -> None:
+    """Recorded pages, as each pager would send them."""
+
+
+@page_group.command("render")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "adapter", required=True,
+              type=click.Choice(["slack", "slack-text", "pagerduty", "opsgenie",
+                                 "alertmanager"]))
+@click.option("--match", default=None,
+              help="The last page whose dedup key, service or summary contains this.")
+def page_render(path: Path, adapter: str, match: str | None) -> None:
+    """Print the payload an adapter would send for one page of a pages.jsonl file."""
+    import time
+
+    from hotpath.page_render import RENDERERS, pick, read_pages, slack_text
+
+    try:
+        page = pick(read_pages(path), match)
+    except (ValueError, LookupError) as e:
+        click.echo(f"hotpath page render: {e}", err=True)
+        sys.exit(1)
+    if adapter == "slack-text":
+        click.echo(slack_text(RENDERERS["slack"](page, time.time())))
+        return
+    payload = RENDERERS[adapter](page, time.time())
+    click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
