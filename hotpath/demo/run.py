@@ -50,6 +50,9 @@ from hotpath.services.tansu import FAST_GROUP_TIMING, TansuBroker
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "hotpath.yaml"
 TOPIC = "telemetry"
 # Bad messages published during the demo, to show the DLQ at work (reason in the header).
+# The change event the demo publishes (topic `changes`) before the search incident.
+DEPLOY: dict[str, Any] = {"kind": "deploy", "service": "search", "actor": "ci",
+                          "version": "v2.31.0", "description": "ranking: new tokenizer"}
 BAD_MESSAGES = (b"{oops", b'["not", "an", "object"]',
                 b'{"service": "checkout", "metric": "rps", "value": 1.0}')
 _OUTPUTS = ("audit.jsonl", "audit.jsonl.head", "audit.jsonl.lock", "pages.jsonl",
@@ -166,6 +169,8 @@ async def _demo(duration: float, out_dir: Path, seed: int, config_path: Path,
         click.echo(f"embedded broker (Tansu) on {broker.bootstrap}, redis-server on "
                    f"{redis.url}")
         await broker.create_topic(TOPIC, partitions=1)
+        if base.changes is not None:
+            await broker.create_topic(base.changes.topic, partitions=1)
         fleet_box: list[Fleet] = []
 
         def on_action(req: dict[str, Any]) -> None:
@@ -206,6 +211,10 @@ async def _demo(duration: float, out_dir: Path, seed: int, config_path: Path,
                 await asyncio.sleep(2.0)
                 for raw in BAD_MESSAGES:
                     await producer.send_and_wait(TOPIC, raw, key=b"bad-producer")
+                if cfg.changes is not None:
+                    # A deploy of search just before its error spike: its page says so.
+                    await producer.send_and_wait(cfg.changes.topic, orjson.dumps(DEPLOY | {
+                        "ts": time.time()}), key=DEPLOY["service"].encode())
                 await _progress(duration, running[0], actions, pages, on_call)
             finally:
                 pub_stop.set()
