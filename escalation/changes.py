@@ -22,7 +22,7 @@ and by an event-time horizon, so a page can say what changed just before the ano
 >>> parse_change(b'{"kind": "deploy", "service": "checkout"}', now=1764132100.0)
 Traceback (most recent call last):
 ...
-escalation.changes.ChangeError: missing field: ts
+escalation.errors.ChangeError: missing field: ts
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from escalation.approval_tokens import iso_utc
-from escalation.errors import EscalationError
+from escalation.errors import ChangeError
 
 # why: a change event is a few hundred bytes; 64 KiB bounds parse time and the memory a
 # flood of oversized events could pin, while leaving room for a long release note.
@@ -54,23 +54,6 @@ REASON_KINDS = frozenset((
     "wrong type", "empty field", "too long", "ts in the future", "ts before 2000",
 ))
 """Every value :attr:`ChangeError.kind` can take, so a counter can start each at zero."""
-
-
-class ChangeError(EscalationError):
-    """A change event that breaks the wire format; the message is the exact reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def kind(self) -> str:
-        """The fixed part of the reason (before the colon): a bounded set of values.
-
-        >>> ChangeError("wrong type: ts (expected number)").kind
-        'wrong type'
-        """
-        return self.reason.split(":", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +101,7 @@ def parse_change(data: bytes | None, now: float) -> ChangeEvent:
     >>> parse_change(b'{"kind": "deploy", "service": "x", "ts": "soon"}', now=0.0)
     Traceback (most recent call last):
     ...
-    escalation.changes.ChangeError: wrong type: ts (expected number)
+    escalation.errors.ChangeError: wrong type: ts (expected number)
     """
     if not data:
         raise ChangeError("empty message")

@@ -13,6 +13,7 @@
     ├── TokenError                  an approve/deny token is malformed, forged or expired
     ├── SignatureError              a signed webhook is malformed, stale or not ours
     ├── PluginError                 an executor plugin is missing, broken or not an executor
+    ├── ChangeError                 a change event (topic ``changes``) breaks its wire format
     ├── DeliveryError               a pager or executor call failed
     │   ├── RetryableDeliveryError  5xx, 429, timeout, connection refused: try again later
     │   └── PermanentDeliveryError  4xx other than 429: retrying cannot help
@@ -76,6 +77,23 @@ class TokenError(EscalationError):
 class SignatureError(EscalationError):
     """A signed request is malformed, outside the time tolerance, or signed with no known
     secret. The message says which; receivers answer 401 with it."""
+
+
+class ChangeError(EscalationError):
+    """A change event that breaks the wire format; the message is the exact reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @property
+    def kind(self) -> str:
+        """The fixed part of the reason (before the colon): a bounded set of values.
+
+        >>> ChangeError("wrong type: ts (expected number)").kind
+        'wrong type'
+        """
+        return self.reason.split(":", 1)[0]
 
 
 class PluginError(EscalationError):

@@ -54,6 +54,23 @@ class PageOutbox:
             timeout_s=timeout_s, min_idle_ms=min_idle_ms,
         )
 
+    async def depth(self) -> int | None:
+        """Pages waiting: the senders' group lag plus its pending entries (Redis 7's
+        ``XINFO GROUPS``), plus the spool's; None when Redis cannot say."""
+        spooled = len(self.spool.pending())
+        redis, stream = self.queue.redis, self.queue.stream
+        try:
+            async with asyncio.timeout(self.queue.timeout_s):
+                length = await redis.xlen(stream)
+                groups = await redis.xinfo_groups(stream) if length else []
+        except STORE_ERRORS:
+            return None
+        for g in groups:
+            name = g.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == self.queue.group:
+                return int(g.get("lag") or 0) + int(g.get("pending") or 0) + spooled
+        return int(length) + spooled  # no sender has read yet: every entry waits
+
     async def put_many(self, pages: Sequence[Page]) -> None:
         """Make ``pages`` durable: Redis first, the fsynced spool if Redis fails."""
         if not pages:

@@ -28,7 +28,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from escalation.changes import REASON_KINDS, ChangeError, RecentChanges, parse_change
+from escalation.changes import REASON_KINDS, RecentChanges, parse_change
+from escalation.errors import ChangeError
 
 log = logging.getLogger(__name__)
 

@@ -49,6 +49,13 @@ class Metrics:
                                           "another chain)", registry=r)
         self.change_events = Counter("hotpath_change_events", "Change events read from the "
                                      "changes topic, by outcome", ["outcome"], registry=r)
+        self.outbox_depth = Gauge("hotpath_outbox_pages",
+                                  "Pages waiting in the outbox (Redis stream and spool)",
+                                  registry=r)
+        self.time_to_ack = Histogram("hotpath_time_to_ack_seconds",
+                                     "From an incident's first page to its acknowledgement",
+                                     buckets=(10, 30, 60, 120, 300, 600, 1200, 3600),
+                                     registry=r)
         self.incident_events = Counter("hotpath_incident_events",
                                        "Incident events (trigger, attach, suppressed, stale, "
                                        "resolve)", ["kind"], registry=r)

@@ -46,6 +46,7 @@ from escalation.decision import DecisionContext
 from escalation.errors import ApprovalStoreUnavailable
 from escalation.executors.base import ActionRequest, ActionResult, Executor
 from escalation.fallback import FallbackPolicy
+from escalation.oncall import Transition
 from escalation.outbox import PageOutbox
 from escalation.pagers.base import Pager
 from escalation.rate_limit import RateLimit
@@ -224,13 +225,22 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         app = web.Application()
         add_api_routes(app, plane.control, authenticator(cfg), clock=clock,
                        default_environment=cfg.decide.environment)
+        def acked(t: Transition, via: str) -> None:
+            st = t.state
+            if st.acked_at is not None and st.status.value == "acked":
+                metrics.time_to_ack.observe(max(0.0, st.acked_at - st.started_at))
+
         add_oncall_routes(app, paging.oncall, authenticator(cfg), plane.control, clock=clock,
                           pagerduty_secrets=_secrets(cfg.oncall.pagerduty_webhook_secret_env),
-                          slack_secrets=_secrets(cfg.oncall.slack_signing_secret_env))
+                          slack_secrets=_secrets(cfg.oncall.slack_signing_secret_env),
+                          on_change=acked)
         api = HttpServer(app, cfg.api.host, cfg.api.port)
 
     async def sweep(stop_sweep: asyncio.Event) -> None:
         while not stop_sweep.is_set():
+            depth = await outbox.depth()
+            if depth is not None:
+                metrics.outbox_depth.set(depth)
             try:
                 for ap in await plane.control.sweep_expired():
                     log.info("approval %s expired unanswered; paged", ap.approval_id)

@@ -8,11 +8,11 @@ import pytest
 from escalation.changes import (
     MAX_DESCRIPTION_CHARS,
     REASON_KINDS,
-    ChangeError,
     ChangeEvent,
     RecentChanges,
     parse_change,
 )
+from escalation.errors import ChangeError
 
 NOW = 1_764_132_000.0
 

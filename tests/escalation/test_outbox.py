@@ -75,3 +75,25 @@ async def test_put_many_of_nothing_touches_nothing(tmp_path: Path) -> None:
     ob = PageOutbox(aioredis.Redis(port=1), Spool(tmp_path))
     await ob.put_many([])
     assert not ob.spool.pages_path.exists()
+
+
+async def test_depth_counts_what_waits_in_the_stream_and_the_spool(
+        redis_client: aioredis.Redis, redis_server: RedisServer, tmp_path: Path) -> None:
+    outbox = PageOutbox(redis_client, Spool(tmp_path))
+    assert await outbox.depth() == 0
+    pages = [replace(PAGE, dedup_key=f"k{i}") for i in range(3)]
+    await outbox.put_many(pages)
+    assert await outbox.depth() == 3           # nobody has read yet
+    claimed = await outbox.claim("s1", 2, 1)
+    assert len(claimed) == 2
+    assert await outbox.depth() == 3           # 2 claimed (pending), 1 not yet read
+    await outbox.ack(claimed[0][0])
+    assert await outbox.depth() == 2
+    redis_server.stop()
+    try:
+        await outbox.put_many([replace(PAGE, dedup_key="k9")])  # spooled
+        assert await outbox.depth() is None    # Redis cannot say
+    finally:
+        redis_server.start()
+    # The test server keeps nothing across a restart: only the spooled page waits now.
+    assert await outbox.depth() == 1
