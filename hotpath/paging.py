@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Literal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -29,7 +30,7 @@ from escalation.errors import StoreUnavailable
 from escalation.finding import Finding
 from escalation.incident_store import IncidentStore
 from escalation.incidents import EventKind
-from escalation.oncall import Notify
+from escalation.oncall import Notify, Transition
 from escalation.oncall_store import OnCallStore
 from escalation.page import Page
 from escalation.pagers.alertmanager import AlertmanagerPager
@@ -164,6 +165,10 @@ class Paging:
                 continue
             page = ev.page
             if ev.kind is EventKind.TRIGGER:
+                if self.cfg.api.enabled:
+                    # One click from the page (a Slack button, a PagerDuty link) to ack it.
+                    ack = f"{self.cfg.api.public_url.rstrip('/')}/incidents/{ev.incident.key}/ack"
+                    page = replace(page, links={**page.links, "ack": ack})
                 self._triggers[ev.incident.key] = page
                 first = await self._start_escalation(ev.incident.key, now)
                 if first:  # the trigger goes to the policy's first level only
@@ -186,6 +191,20 @@ class Paging:
             self.metrics.escalations.labels(str(n.level)).inc()
             receivers.extend(r for r in n.receivers if r not in receivers)
         return self._receivers(receivers)
+
+    def follow_up(self, t: Transition, now: float) -> list[Page]:
+        """The page telling the pagers an incident was acknowledged or resolved by a person
+        (API or inbound webhook); nothing for other transitions or unknown incidents."""
+        status = t.state.status.value
+        trigger = self._triggers.get(t.state.incident_key)
+        if trigger is None or status not in ("acked", "resolved"):
+            return []
+        event: Literal["acknowledge", "resolve"] = (
+            "acknowledge" if status == "acked" else "resolve")
+        if event == "resolve":
+            self._triggers.pop(t.state.incident_key, None)
+        return [replace(trigger, event=event, receivers=(), created=now,
+                        dedup_key=f"{trigger.dedup_key}:{event}")]
 
     async def tick(self, now: float) -> list[Page]:
         """Resolves and due escalation steps (each handed to exactly one replica)."""

@@ -67,6 +67,7 @@ from hotpath.oncall_api import add_oncall_routes
 from hotpath.paging import Paging, build_pagers
 from hotpath.partition import PartitionState, Profile
 from hotpath.processor import BatchResult, Processor
+from hotpath.silences_api import add_silence_routes
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +230,18 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
             st = t.state
             if st.acked_at is not None and st.status.value == "acked":
                 metrics.time_to_ack.observe(max(0.0, st.acked_at - st.started_at))
+            # Tell the pagers (PagerDuty, Opsgenie, Alertmanager, Slack) it is acknowledged
+            # or resolved, wherever the word came from.
+            told = paging.follow_up(t, clock())
+            if told:
+                side.append(asyncio.create_task(outbox.put_many(told), name="ack-pages"))
 
         add_oncall_routes(app, paging.oncall, authenticator(cfg), plane.control, clock=clock,
                           pagerduty_secrets=_secrets(cfg.oncall.pagerduty_webhook_secret_env),
                           slack_secrets=_secrets(cfg.oncall.slack_signing_secret_env),
                           on_change=acked)
+        add_silence_routes(app, paging.silences, authenticator(cfg), plane.control,
+                           clock=clock)
         api = HttpServer(app, cfg.api.host, cfg.api.port)
 
     async def sweep(stop_sweep: asyncio.Event) -> None:

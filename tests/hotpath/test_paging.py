@@ -100,3 +100,23 @@ async def test_with_the_store_down_pages_go_out_ungrouped(
         assert await paging.prepare(pages, T0) == pages  # fail open towards the human
     finally:
         redis_server.start()
+
+
+async def test_an_ack_or_resolve_from_a_person_is_told_to_the_pagers(
+        redis_client: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    paging = Paging(config(redis_url, tmp_path), redis_client, clock=Clock(),
+                    metrics=Metrics(), started=["webhook", "console"])
+    d = decision(T0)
+    (trigger,) = await paging.prepare([page_from_decision(d, T0)], T0)
+    key = trigger.incident_key
+    assert trigger.links["ack"] == f"http://127.0.0.1:8088/v1/incidents/{key}/ack"
+    acked = await paging.oncall.ack(key, "human:alice", T0 + 60.0)
+    assert acked is not None
+    (ack,) = paging.follow_up(acked, T0 + 60.0)
+    assert (ack.event, ack.incident_key, ack.dedup_key, ack.receivers) == (
+        "acknowledge", key, f"{trigger.dedup_key}:acknowledge", ())
+    done = await paging.oncall.resolve(key, "human:alice", T0 + 120.0)
+    assert done is not None
+    (res,) = paging.follow_up(done, T0 + 120.0)
+    assert (res.event, res.dedup_key) == ("resolve", f"{trigger.dedup_key}:resolve")
+    assert paging.follow_up(done, T0 + 121.0) == []  # told once
