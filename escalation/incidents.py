@@ -175,7 +175,10 @@ class InhibitRule:
                              f"at least one matcher")
 
     def inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        # As Alertmanager: a page that matches the source side itself is never inhibited
+        # (one region's outage must not hold back another region's outage page).
         return (_match(self.source, source) and _match(self.target, target)
+                and not _match(self.source, target)
                 and all(source.get(k, "") == target.get(k, "") for k in self.equal))
 
 

@@ -55,7 +55,7 @@ _READ_CHUNK = 16 * 1024
 Via = Literal["api", "pagerduty", "slack"]
 # Told of every ack and resolve that changed an escalation (metrics: time to ack; telling
 # the other pagers). It must not raise; if it does, the change stands and it is logged.
-ChangeListener = Callable[[Transition, Via], None]
+ChangeListener = Callable[[Transition, Via], Awaitable[None]]
 
 # What each answer of the store means on the bearer routes.
 _API_STATUS = {Reason.ACKED: 200, Reason.RESOLVED: 200, Reason.ALREADY_ACKED: 409,
@@ -139,11 +139,12 @@ class _Routes:
         return web.Response(body=orjson.dumps(answer.body), status=answer.status,
                             headers=answer.headers, content_type="application/json")
 
-    def _changed(self, t: Transition, via: Via) -> None:
+    async def _changed(self, t: Transition, via: Via) -> None:
         if self._on_change is None or t.reason not in (Reason.ACKED, Reason.RESOLVED):
             return
         try:
-            self._on_change(t, via)
+            # Awaited before answering: the pagers' ack/resolve is in the outbox first.
+            await self._on_change(t, via)
         except Exception:
             log.exception("on-call change listener failed for %s", t.state.incident_key)
 
@@ -162,11 +163,15 @@ class _Routes:
             try:
                 actor = self._auth.authenticate(request.headers.get(hdrs.AUTHORIZATION))
                 key = request.match_info["incident_key"]
+                if actor.kind is not ActorKind.HUMAN:
+                    # Escalation exists to reach a person: a machine may not stop it.
+                    return self._respond(request, actor, error(
+                        403, "not_a_person", f"{actor} may not {kind} incidents; only people"))
                 t = await self._apply(kind, key, str(actor))
                 if t is None:
                     answer = error(404, "unknown_incident", f"no escalation for incident {key}")
                 else:
-                    self._changed(t, "api")
+                    await self._changed(t, "api")
                     answer = _transition(_API_STATUS.get(t.reason, 200), t)
             except AuthError as e:
                 answer = _unauthorized(e)
@@ -221,7 +226,7 @@ class _Routes:
             detail = f"no escalation for incident {action.incident_key}"
             return Answer(200, {"code": "unknown_incident", "detail": detail},
                           "unknown_incident", detail)
-        self._changed(t, action.source)
+        await self._changed(t, action.source)
         return _transition(200, t)
 
     async def _body(self, request: web.Request) -> bytes:

@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Literal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -125,7 +124,7 @@ class Paging:
         self._triggers: dict[str, Page] = {}
         # Pagers actually running (a secret may be missing): a level naming none of them
         # pages everyone rather than no one.
-        self._started = None if started is None else frozenset(started)
+        self._started = None if started is None else tuple(started)
 
     def _receivers(self, wanted: Sequence[str]) -> tuple[str, ...]:
         if self._started is None:
@@ -148,24 +147,37 @@ class Paging:
                             changes=recent)
         return replace(page, context=ctx.to_dict())
 
-    async def prepare(self, pages: Sequence[Page], now: float) -> list[Page]:
-        """Group a batch's finding pages into incidents; the pages to put in the outbox."""
+    async def prepare(self, pages: Sequence[Page], now: float,
+                      decorate: Callable[[Page, Page], Page] | None = None) -> list[Page]:
+        """Group a batch's finding pages into incidents; the pages to put in the outbox.
+
+        ``decorate(observed, outgoing)`` packs the context into a page that will be sent
+        (only those: a page grouped into an open incident is not worth the work). A page
+        asking for an approval is never grouped away: its approve/deny links must reach a
+        person whatever incident it belongs to.
+        """
         if not pages:
             return []
+        dress = decorate or (lambda observed, out: out)
+        asks = [p for p in pages if "approve" in p.links]
+        grouped = [p for p in pages if "approve" not in p.links]
+        direct = [dress(p, p) for p in asks]
+        if not grouped:
+            return direct
         try:
             silences = [*self._windows, *await self.silences.active(now)]
-            events = await self.incidents.observe(pages, now, silences)
+            events = await self.incidents.observe(grouped, now, silences)
         except StoreUnavailable as err:
             log.warning("incidents unavailable, paging ungrouped: %s", err)
-            return list(pages)
-        out: list[Page] = []
+            return direct + [dress(p, p) for p in grouped]
+        out: list[Page] = direct
         for ev in events:
             self.metrics.incident_events.labels(ev.kind.value).inc()
             if ev.page is None:
                 continue
-            page = ev.page
+            page = ev.page if ev.observed is None else dress(ev.observed, ev.page)
             if ev.kind is EventKind.TRIGGER:
-                if self.cfg.api.enabled:
+                if self.cfg.api.enabled and self._policy is not None:
                     # One click from the page (a Slack button, a PagerDuty link) to ack it.
                     ack = f"{self.cfg.api.public_url.rstrip('/')}/incidents/{ev.incident.key}/ack"
                     page = replace(page, links={**page.links, "ack": ack})
@@ -192,19 +204,43 @@ class Paging:
             receivers.extend(r for r in n.receivers if r not in receivers)
         return self._receivers(receivers)
 
-    def follow_up(self, t: Transition, now: float) -> list[Page]:
-        """The page telling the pagers an incident was acknowledged or resolved by a person
-        (API or inbound webhook); nothing for other transitions or unknown incidents."""
+    async def follow_up(self, t: Transition, now: float) -> list[Page]:
+        """What the pagers must hear when a person acknowledges or resolves an incident (API
+        or inbound webhook), on whichever replica the word arrives.
+
+        A resolve also closes the incident, so later findings open a new one instead of
+        being grouped into the resolved one. Alertmanager has no "acknowledged": an
+        acknowledge would re-fire the alert there, so it is not told.
+        """
+        key = t.state.incident_key
         status = t.state.status.value
-        trigger = self._triggers.get(t.state.incident_key)
-        if trigger is None or status not in ("acked", "resolved"):
+        if status not in ("acked", "resolved"):
             return []
-        event: Literal["acknowledge", "resolve"] = (
-            "acknowledge" if status == "acked" else "resolve")
-        if event == "resolve":
-            self._triggers.pop(t.state.incident_key, None)
-        return [replace(trigger, event=event, receivers=(), created=now,
-                        dedup_key=f"{trigger.dedup_key}:{event}")]
+        trigger = self._triggers.get(key)
+        if trigger is None:
+            try:
+                inc = await self.incidents.get(key)
+            except StoreUnavailable as e:
+                log.warning("follow-up of %s: %s", key, e)
+                inc = None
+            if inc is None:
+                return []
+            trigger = replace(inc.page, incident_key=inc.key, dedup_key=f"hotpath-{inc.key}")
+        if status == "resolved":
+            self._triggers.pop(key, None)
+            by = t.state.resolved_by or "someone"
+            try:
+                closed = await self.incidents.close(key, now, by)
+            except StoreUnavailable as e:
+                log.warning("closing incident %s: %s", key, e)
+                closed = None
+            if closed is not None and closed.page is not None:
+                return [closed.page]
+            return [replace(trigger, event="resolve", receivers=(), created=now,
+                            dedup_key=f"{trigger.dedup_key}:resolve")]
+        told = tuple(n for n in (self._started or ()) if n != "alertmanager")
+        return [replace(trigger, event="acknowledge", receivers=told, created=now,
+                        dedup_key=f"{trigger.dedup_key}:acknowledge")]
 
     async def tick(self, now: float) -> list[Page]:
         """Resolves and due escalation steps (each handed to exactly one replica)."""

@@ -322,6 +322,7 @@ class Processor:
             return
         pages: list[Page] = []
         batch = [d.finding for d in decisions]  # correlation candidates for the context
+        asked: dict[str, tuple[Decision, dict[str, str]]] = {}
         for d in decisions:
             for r in d.reasons:
                 self.metrics.decisions.labels(d.kind.value, r.value).inc()
@@ -333,11 +334,19 @@ class Processor:
                 links = ({} if sub is None or sub.status is not SubmitStatus.PENDING_APPROVAL
                          else self.control.approval_links(sub))
                 page = replace(page_from_decision(d, now), links=links)
-                if self.paging is not None:
-                    page = self.paging.with_context(d, page, links, batch, now)
+                asked[page.dedup_key] = (d, links)
                 pages.append(page)
         self.audit.flush()
         if self.paging is not None:
-            pages = await self.paging.prepare(pages, now)
+            paging = self.paging
+
+            def dress(observed: Page, out: Page) -> Page:
+                # Context only for the pages that go out (a trigger, an approval ask).
+                found = asked.get(observed.dedup_key)
+                if found is None:
+                    return out
+                return paging.with_context(found[0], out, found[1], batch, now)
+
+            pages = await paging.prepare(pages, now, dress)
         if pages:
             await self.pages.put_many(pages)

@@ -226,15 +226,13 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         app = web.Application()
         add_api_routes(app, plane.control, authenticator(cfg), clock=clock,
                        default_environment=cfg.decide.environment)
-        def acked(t: Transition, via: str) -> None:
+        async def acked(t: Transition, via: str) -> None:
             st = t.state
             if st.acked_at is not None and st.status.value == "acked":
                 metrics.time_to_ack.observe(max(0.0, st.acked_at - st.started_at))
-            # Tell the pagers (PagerDuty, Opsgenie, Alertmanager, Slack) it is acknowledged
-            # or resolved, wherever the word came from.
-            told = paging.follow_up(t, clock())
-            if told:
-                side.append(asyncio.create_task(outbox.put_many(told), name="ack-pages"))
+            # Tell the pagers it is acknowledged or resolved, wherever the word came from;
+            # in the outbox before the caller hears 200.
+            await outbox.put_many(await paging.follow_up(t, clock()))
 
         add_oncall_routes(app, paging.oncall, authenticator(cfg), plane.control, clock=clock,
                           pagerduty_secrets=_secrets(cfg.oncall.pagerduty_webhook_secret_env),

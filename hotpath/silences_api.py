@@ -17,7 +17,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from escalation.errors import StoreUnavailable
-from escalation.request import Actor
+from escalation.request import Actor, ActorKind
 from escalation.silences import Silence, SilenceStore
 from hotpath.api_auth import Authenticator, AuthError
 
@@ -48,7 +48,13 @@ class _Routes:
             actor: Actor | None = None
             try:
                 actor = self.auth.authenticate(request.headers.get(hdrs.AUTHORIZATION))
-                status, body, code, detail = await work(request, actor)
+                if actor.kind is not ActorKind.HUMAN and request.method != "GET":
+                    # A silence stops people being paged: only a person may set or lift one.
+                    detail = f"{actor} may not change silences; only people"
+                    status, body, code = 403, {"error": "not_a_person", "detail": detail}, \
+                        "not_a_person"
+                else:
+                    status, body, code, detail = await work(request, actor)
             except AuthError as e:
                 status, body, code, detail = 401, {"error": e.code, "detail": e.detail}, \
                     e.code, e.detail

@@ -328,3 +328,13 @@ def test_any_batching_in_time_order_gives_the_same_incidents(
     assert sum(e.page is not None for e in one) == len(groups)  # one trigger per group
     resolved = whole.tick(600.0)
     assert len(resolved) == len(groups) and whole.tick(601.0) == []
+
+
+def test_an_outage_is_never_held_back_by_another_regions_outage() -> None:
+    # As Alertmanager: a page matching the rule's source side is not inhibited by it.
+    assert DOWN.inhibits({"metric": "up", "severity": "critical", "service": "auth"},
+                         {"metric": "error_ratio", "service": "auth"})
+    assert not DOWN.inhibits({"metric": "up", "severity": "critical", "service": "auth",
+                              "region": "eu"},
+                             {"metric": "up", "severity": "critical", "service": "auth",
+                              "region": "us"})

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.redis
 
 NOW = 1764132000.0
 HUMAN_TOKEN = "human-token-5e0c"
+AGENT_TOKEN = "agent-token-77f1"
 PD_SECRET = b"pd-webhook-secret-0f3a"
 SLACK_SECRET = b"slack-signing-secret-77c1"
 ALICE = Actor(ActorKind.HUMAN, "alice", ("sre",))
@@ -73,10 +74,15 @@ class Harness:
 async def serve(redis: aioredis.Redis, **kwargs: Any) -> tuple[Harness, HttpServer]:
     app = make_app(Metrics())
     auth = Authenticator([Principal("alice", ActorKind.HUMAN, ("sre",),
-                                    hash_token(HUMAN_TOKEN))])
+                                    hash_token(HUMAN_TOKEN)),
+                          Principal("copilot", ActorKind.AGENT, ("sre",),
+                                    hash_token(AGENT_TOKEN))])
     h = Harness(OnCallStore(redis, timeout_s=2.0), aiohttp.ClientSession(), "", [NOW])
-    add_oncall_routes(app, h.store, auth, h, clock=lambda: h.clock[0],
-                      on_change=lambda t, via: h.changes.append((t, via)), **kwargs)
+    async def changed(t: Transition, via: str) -> None:
+        h.changes.append((t, via))
+
+    add_oncall_routes(app, h.store, auth, h, clock=lambda: h.clock[0], on_change=changed,
+                      **kwargs)
     server = HttpServer(app, "127.0.0.1", 0)
     await server.start()
     h.url = f"http://127.0.0.1:{server.port}"
@@ -336,3 +342,14 @@ async def test_redis_down_is_503_everywhere() -> None:
         await h.session.close()
         await server.stop()
         await dead.aclose()
+
+
+async def test_a_machine_may_not_ack_or_resolve(api: Harness) -> None:
+    await api.store.start(POLICY, "inc-1", NOW)
+    for kind in ("ack", "resolve"):
+        status, body, _ = await api.post(f"/v1/incidents/inc-1/{kind}", token=AGENT_TOKEN)
+        assert (status, body) == (403, {"error": "not_a_person", "detail":
+                                        f"agent:copilot may not {kind} incidents; only people"})
+    state = await api.store.get("inc-1")
+    assert state is not None and state.status.value == "paging"  # escalation goes on
+    assert api.changes == []

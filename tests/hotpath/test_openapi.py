@@ -297,13 +297,15 @@ async def exercise_incidents(api: Api, store: OnCallStore) -> None:
         await store.start(POLICY, key, NOW - 60.0)
     inc, human = "/v1/incidents", {"token": HUMAN_TOKEN}
     await expect(api, 200, "acked", "POST", f"{inc}/inc_1/ack", **human)
-    await expect(api, 409, "already_acked", "POST", f"{inc}/inc_1/ack")
+    await expect(api, 409, "already_acked", "POST", f"{inc}/inc_1/ack", **human)
     await expect(api, 200, "resolved", "POST", f"{inc}/inc_1/resolve", **human)
-    await expect(api, 409, "already_resolved", "POST", f"{inc}/inc_1/resolve")
-    await expect(api, 409, "already_resolved", "POST", f"{inc}/inc_1/ack")
+    await expect(api, 409, "already_resolved", "POST", f"{inc}/inc_1/resolve", **human)
+    await expect(api, 409, "already_resolved", "POST", f"{inc}/inc_1/ack", **human)
     for kind in ("ack", "resolve"):
-        await expect(api, 404, "unknown_incident", "POST", f"{inc}/inc_0/{kind}")
+        await expect(api, 404, "unknown_incident", "POST", f"{inc}/inc_0/{kind}", **human)
         await expect(api, 401, "missing_token", "POST", f"{inc}/inc_2/{kind}", token=None)
+        # The agent's token: only a person may stop an escalation.
+        await expect(api, 403, "not_a_person", "POST", f"{inc}/inc_2/{kind}")
 
 
 def pagerduty(body: bytes, secret: bytes = PD_SECRET) -> dict[str, Any]:
@@ -370,17 +372,20 @@ async def exercise_silences(api: Api) -> None:
         "value"]
     assert made == op["responses"]["201"]["content"]["application/json"]["examples"][
         "created"]["value"]
-    listed = await expect(api, 200, None, "GET", sil)
+    listed = await expect(api, 200, None, "GET", sil)  # any caller, the agent too
     assert listed == [made]
-    await expect(api, 200, None, "DELETE", f"{sil}/{made['id']}")
-    await expect(api, 404, "unknown_silence", "DELETE", f"{sil}/{made['id']}")
+    # Only a person may set or lift a silence.
+    await expect(api, 403, "not_a_person", "POST", sil, json=body)
+    await expect(api, 403, "not_a_person", "DELETE", f"{sil}/{made['id']}")
+    await expect(api, 200, None, "DELETE", f"{sil}/{made['id']}", **human)
+    await expect(api, 404, "unknown_silence", "DELETE", f"{sil}/{made['id']}", **human)
     for bad in ({**body, "matchers": {}}, {**body, "ends_at": NOW - 1},
                 {**body, "created_by": "human:mallory"}, [body]):
-        await expect(api, 400, "bad_request", "POST", sil, json=bad)
+        await expect(api, 400, "bad_request", "POST", sil, json=bad, **human)
     await expect(api, 400, "bad_request", "POST", sil, data=b"{",
-                 headers={"Content-Type": "application/json"})
+                 headers={"Content-Type": "application/json"}, **human)
     await expect(api, 413, "too_large", "POST", sil,
-                 json={**body, "comment": "y" * 4 * SILENCE_MAX_BODY_BYTES})
+                 json={**body, "comment": "y" * 4 * SILENCE_MAX_BODY_BYTES}, **human)
     for method, path in (("POST", sil), ("GET", sil), ("DELETE", f"{sil}/{made['id']}")):
         await expect(api, 401, "missing_token", method, path, token=None)
 
@@ -388,14 +393,16 @@ async def exercise_silences(api: Api) -> None:
 async def exercise_outage(down: Api) -> None:
     """The same routes with their stores on a Redis nobody listens on: 503 everywhere."""
     for kind in ("ack", "resolve"):
-        await expect(down, 503, "unavailable", "POST", f"/v1/incidents/inc_1/{kind}")
+        await expect(down, 503, "unavailable", "POST", f"/v1/incidents/inc_1/{kind}",
+                     token=HUMAN_TOKEN)
     await expect(down, 503, "unavailable", "POST", "/v1/inbound/pagerduty",
                  **pagerduty(pd_event()))
     await expect(down, 503, "unavailable", "POST", "/v1/inbound/slack", **slack(slack_body()))
-    await expect(down, 503, "unavailable", "POST", "/v1/silences", json={
+    await expect(down, 503, "unavailable", "POST", "/v1/silences", token=HUMAN_TOKEN, json={
         "matchers": {"service": "checkout"}, "ends_at": NOW + 60, "comment": "deploy"})
     await expect(down, 503, "unavailable", "GET", "/v1/silences")
-    await expect(down, 503, "unavailable", "DELETE", "/v1/silences/sil_0000000000000000")
+    await expect(down, 503, "unavailable", "DELETE", "/v1/silences/sil_0000000000000000",
+                 token=HUMAN_TOKEN)
 
 
 async def serve(control: RecordingControlPlane, redis: aioredis.Redis, *,

@@ -4,13 +4,14 @@ time), the on-call policy's first level as the trigger's receivers, escalation o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from escalation.decision import Decision, DecisionKind, Reason
 from escalation.finding import Finding
-from escalation.page import page_from_decision
+from escalation.page import Page, page_from_decision
 from hotpath.config import Config, load_config, with_overrides
 from hotpath.metrics import Metrics
 from hotpath.paging import Paging
@@ -112,11 +113,43 @@ async def test_an_ack_or_resolve_from_a_person_is_told_to_the_pagers(
     assert trigger.links["ack"] == f"http://127.0.0.1:8088/v1/incidents/{key}/ack"
     acked = await paging.oncall.ack(key, "human:alice", T0 + 60.0)
     assert acked is not None
-    (ack,) = paging.follow_up(acked, T0 + 60.0)
+    (ack,) = await paging.follow_up(acked, T0 + 60.0)
+    # Alertmanager has no acknowledge: it is not told (it would re-fire the alert).
     assert (ack.event, ack.incident_key, ack.dedup_key, ack.receivers) == (
-        "acknowledge", key, f"{trigger.dedup_key}:acknowledge", ())
+        "acknowledge", key, f"{trigger.dedup_key}:acknowledge", ("webhook", "console"))
     done = await paging.oncall.resolve(key, "human:alice", T0 + 120.0)
     assert done is not None
-    (res,) = paging.follow_up(done, T0 + 120.0)
-    assert (res.event, res.dedup_key) == ("resolve", f"{trigger.dedup_key}:resolve")
-    assert paging.follow_up(done, T0 + 121.0) == []  # told once
+    (res,) = await paging.follow_up(done, T0 + 120.0)
+    # A person's resolve closes the incident: the pagers get its resolve page.
+    assert (res.event, res.incident_key) == ("resolve", key)
+    assert await paging.incidents.get(key) is None
+    assert await paging.follow_up(done, T0 + 121.0) == []  # told once
+
+
+async def test_a_page_asking_for_an_approval_is_never_grouped_away(
+        redis_client: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    paging = Paging(config(redis_url, tmp_path), redis_client, clock=Clock(),
+                    metrics=Metrics(), started=["webhook", "console"])
+    first = page_from_decision(decision(T0 - 1.0), T0)
+    links = {"approve": "http://a/approve?token=t", "deny": "http://a/deny?token=u"}
+    ask = replace(page_from_decision(decision(T0), T0), links=links)
+    asked, trigger = await paging.prepare([first, ask], T0)
+    # The approval ask goes out as it is (its links reach a person), the other page opens
+    # the incident as usual.
+    assert asked == ask
+    assert trigger.event == "trigger" and trigger.incident_key.startswith("inc_")
+
+
+async def test_context_is_packed_only_into_pages_that_go_out(
+        redis_client: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    paging = Paging(config(redis_url, tmp_path), redis_client, clock=Clock(),
+                    metrics=Metrics())
+    pages = [page_from_decision(decision(T0 - float(i)), T0) for i in range(3)]
+    dressed: list[str] = []
+
+    def dress(observed: Page, out: Page) -> Page:
+        dressed.append(observed.dedup_key)
+        return replace(out, context={"packed": True})
+
+    (trigger,) = await paging.prepare(pages, T0, dress)
+    assert trigger.context == {"packed": True} and len(dressed) == 1

@@ -19,6 +19,7 @@ from hotpath.silences_api import add_silence_routes
 
 NOW = 1_764_200_000.0
 TOKEN = "alice-silences-token"
+AGENT = "copilot-silences-token"
 
 
 @dataclass
@@ -48,7 +49,8 @@ class Api:
 async def api(redis_client: aioredis.Redis) -> AsyncIterator[Api]:
     app = web.Application()
     audit = Audit()
-    auth = Authenticator([Principal("alice", ActorKind.HUMAN, ("sre",), hash_token(TOKEN))])
+    auth = Authenticator([Principal("alice", ActorKind.HUMAN, ("sre",), hash_token(TOKEN)),
+                          Principal("copilot", ActorKind.AGENT, (), hash_token(AGENT))])
     add_silence_routes(app, SilenceStore(redis_client), auth, audit, clock=lambda: NOW)
     server = HttpServer(app, "127.0.0.1", 0)
     await server.start()
@@ -94,3 +96,12 @@ async def test_no_token_is_401_and_audited(api: Api) -> None:
     status, body = await api.call("GET", "/v1/silences", token=None)
     assert (status, body["error"]) == (401, "missing_token")
     assert api.audit.calls == [(None, "GET", "/v1/silences", 401, "missing_token")]
+
+
+async def test_a_machine_may_read_silences_but_not_change_them(api: Api) -> None:
+    status, body = await api.call("POST", "/v1/silences", token=AGENT, json={
+        "matchers": {"service": "checkout"}, "ends_at": NOW + 60, "comment": "quiet"})
+    assert (status, body) == (403, {"error": "not_a_person",
+                                    "detail": "agent:copilot may not change silences; "
+                                              "only people"})
+    assert await api.call("GET", "/v1/silences", token=AGENT) == (200, [])
