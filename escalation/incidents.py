@@ -33,9 +33,10 @@ key; receivers group on ``incident_key``).
 >>> p = replace(_example(), service="checkout", metric="http_latency_p99_ms",
 ...             labels={"region": "eu"}, ts=1000.0, severity="critical")
 >>> book = IncidentBook(GroupingSpec())
->>> [e.kind.value for e in book.observe([p, replace(p, ts=1010.0)], now=1001.0)]
+>>> later = replace(p, ts=1010.0, dedup_key="hotpath-f2")  # another finding of the group
+>>> [e.kind.value for e in book.observe([p, later], now=1001.0)]
 ['trigger', 'attach']
->>> e = book.observe([replace(p, ts=1020.0)], now=1020.0)[0]
+>>> e = book.observe([replace(p, ts=1020.0, dedup_key="hotpath-f3")], now=1020.0)[0]
 >>> e.incident.key, e.incident.count, e.page is None
 ('inc_389bb77f52a05b63', 3, True)
 >>> book.tick(now=1619.0)
@@ -202,6 +203,10 @@ class Incident:
     page: Page                # the latest page, context dropped (source of the resolve page)
     triggered: bool = False   # a trigger page went out
     suppressed: str = ""      # why it was not paged ("" when triggered)
+    # The page that triggered it: seen again (a replay after a crash between the commit and
+    # the outbox write), the trigger goes out again under the same key — the delivered-set
+    # and the receiver fold the copy, and a trigger that never left is not lost.
+    trigger_source: str = ""
 
     @property
     def group_id(self) -> str:
@@ -212,6 +217,7 @@ class Incident:
                 "bucket": self.bucket, "opened_at": self.opened_at, "last_ts": self.last_ts,
                 "last_seen": self.last_seen, "count": self.count, "labels": self.labels,
                 "metrics": list(self.metrics), "page": self.page.to_dict(),
+                "trigger_source": self.trigger_source,
                 "triggered": self.triggered, "suppressed": self.suppressed}
 
     @classmethod
@@ -222,7 +228,7 @@ class Incident:
                    {str(k): str(v) for k, v in raw["labels"].items()},
                    tuple(str(m) for m in raw["metrics"]),
                    Page.from_json(orjson.dumps(raw["page"])), bool(raw["triggered"]),
-                   str(raw["suppressed"]))
+                   str(raw["suppressed"]), str(raw.get("trigger_source", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,13 +343,16 @@ class IncidentBook:
         # Muting is judged only for an incident not yet paged: once a trigger went out, the
         # human owns it and its resolve must follow, silenced or not.
         muted = "" if inc.triggered else self._muted(gid, labels, now, silences)
-        if inc.triggered:
+        if inc.triggered and p.dedup_key == inc.trigger_source:
+            event = IncidentEvent(EventKind.TRIGGER, inc, "its trigger page seen again: sent "
+                                  "again under the same key", p, _trigger(p, inc.key))
+        elif inc.triggered:
             event = IncidentEvent(EventKind.ATTACH, inc, detail, p, None)
         elif muted:
             inc = replace(inc, suppressed=muted)
             event = IncidentEvent(EventKind.SUPPRESSED, inc, muted, p, None)
         else:
-            inc = replace(inc, triggered=True, suppressed="")
+            inc = replace(inc, triggered=True, suppressed="", trigger_source=p.dedup_key)
             why = detail if current is None else f"no longer muted ({current.suppressed})"
             event = IncidentEvent(EventKind.TRIGGER, inc, why, p, _trigger(p, inc.key))
         self.open[gid] = inc
