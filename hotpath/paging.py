@@ -28,7 +28,7 @@ from escalation.decision import Decision
 from escalation.errors import StoreUnavailable
 from escalation.finding import Finding
 from escalation.incident_store import IncidentStore
-from escalation.incidents import EventKind
+from escalation.incidents import EventKind, alert_labels
 from escalation.oncall import Notify, Transition
 from escalation.oncall_store import OnCallStore
 from escalation.page import Page
@@ -39,7 +39,7 @@ from escalation.pagers.opsgenie import OpsgeniePager
 from escalation.pagers.pagerduty import PagerDutyPager
 from escalation.pagers.slack import SlackPager
 from escalation.pagers.webhook import WebhookPager
-from escalation.silences import SilenceStore
+from escalation.silences import SilenceStore, silenced_by
 from hotpath.config import Config
 from hotpath.metrics import Metrics
 
@@ -169,7 +169,11 @@ class Paging:
             events = await self.incidents.observe(grouped, now, silences)
         except StoreUnavailable as err:
             log.warning("incidents unavailable, paging ungrouped: %s", err)
-            return direct + [dress(p, p) for p in grouped]
+            # The config's maintenance windows still hold (they need no Redis).
+            spec = self.cfg.incidents.spec()
+            held = [p for p in grouped
+                    if silenced_by(alert_labels(p, spec), self._windows, now) is None]
+            return direct + [dress(p, p) for p in held]
         out: list[Page] = direct
         for ev in events:
             self.metrics.incident_events.labels(ev.kind.value).inc()

@@ -10,6 +10,7 @@ Bad bodies are 400 naming the field; Redis down is 503.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -21,8 +22,12 @@ from escalation.request import Actor, ActorKind
 from escalation.silences import Silence, SilenceStore
 from hotpath.api_auth import Authenticator, AuthError
 
+log = logging.getLogger(__name__)
+
 PREFIX = "/v1"
 MAX_BODY_BYTES = 16 * 1024  # a silence is a few matchers and a comment
+# A silence that outlives a quarter is a forgotten one: pages nobody sees for months.
+MAX_SILENCE_S = 90 * 86400
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,6 +66,11 @@ class _Routes:
             except StoreUnavailable as e:
                 status, body, code, detail = 503, {"error": "unavailable", "detail": str(e)}, \
                     "unavailable", str(e)
+            except Exception as e:  # audited, and JSON like every other answer
+                log.exception("silences API: %s %s failed", request.method, request.path)
+                status, body, code, detail = 500, {"error": "internal_error", "detail":
+                                                   "the server failed; see its log"}, \
+                    "internal_error", f"{type(e).__name__}: {e}"
             self.audit.audit_api(actor, request.method, request.path, status, code, detail)
             resp = _answer(status, body)
             if status == 401:
@@ -69,7 +79,12 @@ class _Routes:
         return handle
 
     async def create(self, request: web.Request, actor: Actor) -> tuple[int, Any, str, str]:
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        raw = b""
+        while len(raw) <= MAX_BODY_BYTES:  # a body may arrive in several chunks
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             return 413, {"error": "too_large", "detail": f"body over {MAX_BODY_BYTES} bytes"}, \
                 "too_large", "body too large"
@@ -83,8 +98,18 @@ class _Routes:
                 "bad_request", "not an object"
         now = self.clock()
         unknown = sorted(set(body) - {"matchers", "starts_at", "ends_at", "comment"})
-        if unknown:
-            problems = [f"silence: unknown field {k!r}" for k in unknown]
+        problems = [f"silence: unknown field {k!r}" for k in unknown]
+        if "comment" in body and not (isinstance(body["comment"], str) and body["comment"]):
+            problems.append("silence: comment must be a non-empty string (say why)")
+        matchers = body.get("matchers")
+        if isinstance(matchers, dict) and not all(isinstance(v, str) for v in matchers.values()):
+            problems.append("silence: every matcher must be a string glob")
+        ends = body.get("ends_at")
+        if isinstance(ends, int | float) and not isinstance(ends, bool) and (
+                ends - now > MAX_SILENCE_S):
+            problems.append(f"silence: ends_at more than {MAX_SILENCE_S // 86400:.0f} days "
+                            "ahead; silence for less and renew it")
+        if problems:
             return 400, {"error": "bad_request", "problems": problems}, "bad_request", \
                 "; ".join(problems)
         try:

@@ -153,3 +153,21 @@ async def test_context_is_packed_only_into_pages_that_go_out(
 
     (trigger,) = await paging.prepare(pages, T0, dress)
     assert trigger.context == {"packed": True} and len(dressed) == 1
+
+
+async def test_maintenance_windows_hold_even_while_the_store_is_down(
+        redis_client: aioredis.Redis, redis_url: str, tmp_path: Path,
+        redis_server: object) -> None:
+    from hotpath.services.redis_server import RedisServer
+    assert isinstance(redis_server, RedisServer)
+    cfg = with_overrides(config(redis_url, tmp_path), {"incidents": {"maintenance": [
+        {"matchers": {"service": "search"}, "start": "2025-01-01T00:00:00Z",
+         "end": "2030-01-01T00:00:00Z", "comment": "reindex"}]}})
+    paging = Paging(cfg, redis_client, clock=Clock(), metrics=Metrics())
+    held = page_from_decision(decision(T0), T0)
+    other = page_from_decision(decision(T0, service="checkout"), T0)
+    redis_server.stop()
+    try:
+        assert await paging.prepare([held, other], T0) == [other]
+    finally:
+        redis_server.start()

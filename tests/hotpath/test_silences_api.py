@@ -85,6 +85,12 @@ async def test_create_list_and_expire_a_silence(api: Api) -> None:
      "silence: missing field 'comment'"),
     ({"matchers": {"service": "a"}, "ends_at": NOW + 60, "comment": "x", "created_by": "x"},
      "silence: unknown field 'created_by'"),
+    ({"matchers": {"service": "a"}, "ends_at": NOW + 60, "comment": None},
+     "silence: comment must be a non-empty string (say why)"),
+    ({"matchers": {"service": None}, "ends_at": NOW + 60, "comment": "x"},
+     "silence: every matcher must be a string glob"),
+    ({"matchers": {"service": "a"}, "ends_at": 1e300, "comment": "x"},
+     "silence: ends_at more than 90 days ahead; silence for less and renew it"),
 ])
 async def test_bad_bodies_name_the_problem(api: Api, body: dict[str, Any],
                                            problem: str) -> None:
