@@ -318,7 +318,9 @@ def _config(bootstrap: str, redis_url: str, topic: str, group: str, workdir: Pat
         "kafka": {"bootstrap": bootstrap, "topic": topic, "group": group},
         "redis": {"url": redis_url},
         "pagers": {"webhook": {"url": pages.url},
-                   "console": {"path": workdir / "pages.jsonl", "echo": False}},
+                   "console": {"path": workdir / "pages.jsonl", "echo": False},
+                   # No Alertmanager runs here: its pages would only fail.
+                   "alertmanager": None},
         "audit": {"path": workdir / "audit.jsonl"},
         "spool": {"dir": workdir / "spool"},
         "metrics": {"port": 0},

@@ -106,7 +106,9 @@ def demo_config(base: Config, *, bootstrap: str, redis_url: str, action_url: str
         "detectors": {"profiles": remediable_profiles(base, remediable)},
         "executors": {"webhook": {"url": action_url}},
         "pagers": {"webhook": {"url": page_url},
-                   "console": {"path": out_dir / "pages.jsonl", "echo": True}},
+                   "console": {"path": out_dir / "pages.jsonl", "echo": True},
+                   # No Alertmanager runs here: its pages would only fail.
+                   "alertmanager": None},
         "audit": {"path": out_dir / "audit.jsonl"},
         "spool": {"dir": out_dir / "spool"},
         "metrics": {"port": 0},

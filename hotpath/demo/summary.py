@@ -205,7 +205,7 @@ class Summary:
             out.append(line)
         out += ["", "pages (severity summary):"]
         for p in self.pages:
-            links = " [approve/deny links]" if p.get("links") else ""
+            links = " [approve/deny links]" if "approve" in (p.get("links") or {}) else ""
             out.append(f"  [{p['severity']}] {p['summary']}{links}")
         if self.dlq:
             out += ["", "dead-lettered (reason: count): " +

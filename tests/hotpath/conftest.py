@@ -26,7 +26,9 @@ def make_config(tmp_path: Path, redis_url: str) -> MakeConfig:
                       "commit_interval_s": 0.5, "poll_timeout_ms": 50},
             "redis": {"url": redis_url},
             "pagers": {"webhook": {"url": page_url, "timeout_s": 2.0},
-                       "console": {"path": tmp_path / "pages.jsonl", "echo": False}},
+                       "console": {"path": tmp_path / "pages.jsonl", "echo": False},
+                       # No Alertmanager runs here: its pages would only fail.
+                       "alertmanager": None},
             "audit": {"path": tmp_path / "audit.jsonl"},
             "spool": {"dir": tmp_path / "spool"},
             "metrics": {"port": 0},

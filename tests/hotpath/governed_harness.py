@@ -109,7 +109,9 @@ def governed_config(tmp_path: Path, redis_url: str, *, action_url: str, page_url
     updates: dict[str, Any] = {
         "redis": {"url": redis_url},
         "pagers": {"webhook": {"url": page_url, "timeout_s": 2.0},
-                   "console": {"path": tmp_path / "pages.jsonl", "echo": False}},
+                   "console": {"path": tmp_path / "pages.jsonl", "echo": False},
+                   # No Alertmanager runs here: its pages would only fail.
+                   "alertmanager": None},
         "audit": {"path": tmp_path / "audit.jsonl"},
         "spool": {"dir": tmp_path / "spool"},
         "metrics": {"port": 0},
