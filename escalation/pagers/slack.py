@@ -346,6 +346,10 @@ class SlackPager:
     'slack'
     """
 
+    # Slack allows about one message a second per incoming webhook and answers 429 past
+    # it: the sender waits for a token instead (escalation.rate_limit.declared_limit).
+    rate_per_min = 60.0
+
     def __init__(
         self,
         session: aiohttp.ClientSession,

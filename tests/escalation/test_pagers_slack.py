@@ -307,3 +307,10 @@ def test_any_page_makes_a_message_slack_accepts(
         check_slack_message(orjson.loads(orjson.dumps(slack_message(page))))
     except Invalid as e:  # pragma: no cover - the failure report
         raise AssertionError(f"{e.error}: {e.detail}") from None
+
+
+def test_slack_declares_its_webhook_rate_so_the_sender_waits_instead_of_a_429() -> None:
+    from escalation.pagers.slack import SlackPager
+    from escalation.rate_limit import RateLimit, declared_limit
+
+    assert declared_limit(SlackPager) == RateLimit(60, 60.0)
