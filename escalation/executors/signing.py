@@ -48,6 +48,20 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},{_SCHEME}={_digest(secret, timestamp, body)}"
 
 
+def signed_headers(secret: bytes | None, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers a signed request carries (none without a secret): what the webhook
+    executor and the webhook pager both send.
+
+    >>> signed_headers(None, 12, b"{}")
+    {}
+    >>> sorted(signed_headers(b"k" * 32, 12, b"{}"))
+    ['X-Hotpath-Signature', 'X-Hotpath-Timestamp']
+    """
+    if secret is None:
+        return {}
+    return {SIGNATURE_HEADER: sign(secret, timestamp, body), TIMESTAMP_HEADER: str(timestamp)}
+
+
 def parse(header: str) -> tuple[int, list[str]]:
     """(timestamp, v1 signatures) of a header, or :class:`SignatureError` saying what is wrong.
 

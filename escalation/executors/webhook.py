@@ -4,17 +4,13 @@ and — given a secret — signed so the receiver can tell it came from us (see 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import aiohttp
 
-from escalation.errors import RetryableDeliveryError
 from escalation.executors.base import ActionRequest, ActionResult
-from escalation.executors.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from escalation.http_delivery import JsonEndpoint, classify
-
-# As http_delivery: enough of an error body to say why, short enough for a log line.
-_DETAIL_BYTES = 200
+from escalation.executors.signing import signed_headers
+from escalation.http_delivery import JsonEndpoint
 
 
 class WebhookExecutor:
@@ -61,35 +57,7 @@ class WebhookExecutor:
     async def execute(self, req: ActionRequest) -> ActionResult:
         t0 = self._clock()
         body = req.to_json()
-        if self._secret is None:
-            status, detail = await self._endpoint.post(body, req.idempotency_key)
-        else:
-            ts = int(self._wall_clock())
-            status, detail = await self._post(body, req.idempotency_key, {
-                SIGNATURE_HEADER: sign(self._secret, ts, body),
-                TIMESTAMP_HEADER: str(ts),
-            })
+        # Signed afresh on every try: the timestamp is part of what a receiver checks.
+        headers = signed_headers(self._secret, int(self._wall_clock()), body)
+        status, detail = await self._endpoint.post(body, req.idempotency_key, headers)
         return ActionResult(True, status, detail, self._clock() - t0)
-
-    async def _post(
-        self, body: bytes, idempotency_key: str, extra: Mapping[str, str]
-    ) -> tuple[int, str]:
-        # http_delivery.post_json plus the signature headers; post_json takes no extra
-        # headers yet — when it does, this becomes one JsonEndpoint.post call.
-        ep = self._endpoint
-        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
-                   **extra}
-        try:
-            async with ep.session.post(
-                ep.url, data=body, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=ep.timeout_s),
-            ) as resp:
-                text = (await resp.content.read(_DETAIL_BYTES)).decode("utf-8", "replace")
-                error = classify(resp.status, resp.headers.get("Retry-After"), text)
-                if error is not None:
-                    raise error
-                return resp.status, text
-        except TimeoutError:
-            raise RetryableDeliveryError(f"timeout after {ep.timeout_s} s") from None
-        except aiohttp.ClientError as e:
-            raise RetryableDeliveryError(f"connection error: {type(e).__name__}: {e}") from None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from escalation.executors.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from escalation.executors.signing import signed_headers
 from escalation.http_delivery import JsonEndpoint
 from escalation.page import Page
 
@@ -57,11 +57,5 @@ class WebhookPager:
 
     async def send(self, page: Page) -> None:
         body = page.to_json()
-        if self._secret is None:
-            await self._endpoint.post(body, page.dedup_key)
-            return
-        ts = int(self._wall_clock())
-        await self._endpoint.post(body, page.dedup_key, {
-            SIGNATURE_HEADER: sign(self._secret, ts, body),
-            TIMESTAMP_HEADER: str(ts),
-        })
+        headers = signed_headers(self._secret, int(self._wall_clock()), body)
+        await self._endpoint.post(body, page.dedup_key, headers)
