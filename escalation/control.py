@@ -83,6 +83,13 @@ class Governance:
     rule_budgets: Mapping[str, Window] = field(default_factory=dict)
     approval_url: str = ""  # base of the approve/deny links in pages, e.g. https://hotpath/v1
 
+    def limit_request(self, req: Request) -> LimitRequest:
+        """What ``req`` is claimed against: its service's size, and for automation its
+        rule's own (action, service) budget."""
+        budget = (self.rule_budgets.get(req.actor.name)
+                  if req.actor.kind is ActorKind.AUTOMATION else None)
+        return LimitRequest(req, self.catalogue.service(req.service).targets, budget)
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -261,9 +268,7 @@ class ControlPlane:
         return out
 
     def _limit_request(self, req: Request) -> LimitRequest:
-        budget = (self.gov.rule_budgets.get(req.actor.name)
-                  if req.actor.kind is ActorKind.AUTOMATION else None)
-        return LimitRequest(req, self.gov.catalogue.service(req.service).targets, budget)
+        return self.gov.limit_request(req)
 
     async def _ask_approval(self, req: Request, checks: tuple[Check, ...],
                             verdict: PolicyVerdict) -> tuple[Submission, Page | None]:

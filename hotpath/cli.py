@@ -310,18 +310,15 @@ async def _peek_limits(cfg: Config, req: Request) -> LimitOutcome:
 
     import redis.asyncio as aioredis
 
-    from escalation.limits import LimitRequest, RedisLimits
+    from escalation.limits import RedisLimits
     from hotpath.governance import governance
 
     client = aioredis.from_url(cfg.redis.url, socket_timeout=5.0, socket_connect_timeout=5.0)
     try:
-        gov = governance(cfg)
-        budget = gov.rule_budgets.get(req.actor.name) if req.actor.kind.value == "automation" \
-            else None
         limits = RedisLimits(client, cfg.limits.limits(), time.time, timeout_s=5.0,
                              prefix=cfg.redis.key_prefix)
-        return await limits.peek(LimitRequest(req, cfg.catalogue().service(req.service).targets,
-                                              budget))
+        # The same claim the live path would make, read without claiming.
+        return await limits.peek(governance(cfg).limit_request(req))
     finally:
         await client.aclose()
 

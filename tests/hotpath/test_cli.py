@@ -133,3 +133,20 @@ def test_api_hash_token_prints_what_the_config_names_a_principal_by() -> None:
     short = run(main, ["api", "hash-token", "--token", "short"])
     assert (short.exit_code, short.stderr) == (
         2, "hotpath api hash-token: a bearer token needs at least 16 characters\n")
+
+
+def test_policy_test_with_limits_reads_the_shared_limits_without_claiming(
+        tmp_path: Path, redis_url: str, redis_client: object) -> None:
+    # redis_client: the database starts empty, so the counts below are this test's alone.
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        'url: "redis://127.0.0.1:6379/0"', f'url: "{redis_url}"')
+    cfg = tmp_path / "hotpath.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    req = EXAMPLE.parent / "requests" / "copilot-restart-checkout.json"
+    run = CliRunner().invoke
+    for _ in range(2):  # a peek claims nothing: the second run reads the same counts
+        res = run(main, ["policy", "test", str(req), "--config", str(cfg), "--limits"])
+        lines = res.stdout.splitlines()
+        assert res.exit_code == 0 and lines[-1] == "decision: would run"
+        assert lines[-2].startswith("  ok   limits  claimed: action/service 1/3 per 1h; "
+                                    "service 1/5 per 1h")
