@@ -52,13 +52,14 @@ def governance(cfg: Config) -> Governance:
                       cfg.api.public_url)
 
 
-def _secret(env: str | None) -> bytes | None:
+def env_secret(env: str | None) -> bytes | None:
+    """The secret held by the environment variable the config names (None: unset)."""
     value = os.environ.get(env) if env else None
     return value.encode() if value else None
 
 
 def approval_secret(cfg: Config) -> bytes:
-    key = _secret(cfg.policy.approval.secret_env)
+    key = env_secret(cfg.policy.approval.secret_env)
     if key is None:
         log.warning("$%s is not set: approve/deny links are signed with a key made for this "
                     "process; they stop working when it restarts and on other replicas",
@@ -78,7 +79,7 @@ def executors(cfg: Config, session: aiohttp.ClientSession, clock: Clock) -> Rout
     ex: dict[str, Executor] = {}
     wh = cfg.executors.webhook
     if wh is not None:
-        secret = _secret(wh.secret_env)
+        secret = env_secret(wh.secret_env)
         if secret is None:
             log.warning("$%s is not set: webhook actions are sent unsigned; receivers cannot "
                         "tell them from forgeries", wh.secret_env)

@@ -41,6 +41,7 @@ from escalation.pagers.slack import SlackPager
 from escalation.pagers.webhook import WebhookPager
 from escalation.silences import SilenceStore, silenced_by
 from hotpath.config import Config
+from hotpath.governance import env_secret
 from hotpath.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,12 @@ def build_pagers(cfg: Config, session: aiohttp.ClientSession, clock: Clock,
     p = cfg.pagers
     out: list[Pager] = []
     if p.webhook is not None:
-        secret = os.environ.get(p.webhook.secret_env) if p.webhook.secret_env else None
-        if not secret:
+        secret = env_secret(p.webhook.secret_env)
+        if secret is None:
             log.warning("$%s is not set: pages to the webhook are sent unsigned",
                         p.webhook.secret_env)
         out.append(WebhookPager(session, p.webhook.url, timeout_s=p.webhook.timeout_s,
-                                secret=secret.encode() if secret else None))
+                                secret=secret))
     if p.console is not None:
         out.append(ConsolePager(p.console.path, sys.stdout if p.console.echo else None))
     if p.pagerduty is not None:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
 import signal
 import socket
@@ -60,7 +59,7 @@ from hotpath.checkpoint import CheckpointStore
 from hotpath.config import Config
 from hotpath.consumer import ConsumeLoop, PartitionStates
 from hotpath.dlq import KafkaDlq
-from hotpath.governance import authenticator, build_plane, executors
+from hotpath.governance import authenticator, build_plane, env_secret, executors
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
 from hotpath.oncall_api import add_oncall_routes
@@ -118,8 +117,8 @@ def decision_context(cfg: Config) -> DecisionContext:
 
 
 def _secrets(env: str) -> tuple[bytes, ...]:
-    value = os.environ.get(env)
-    return (value.encode(),) if value else ()
+    value = env_secret(env)
+    return () if value is None else (value,)
 
 
 def pagers(cfg: Config, session: aiohttp.ClientSession, clock: Clock = time.time) -> list[Pager]:
