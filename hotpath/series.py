@@ -52,6 +52,11 @@ class SeriesIndex:
         # (service, label part) -> metric -> row: lets the decoder resolve a point with one
         # lookup on the metric name instead of building and hashing the full key per point.
         self._groups: dict[tuple[str, str], dict[str, int]] = {}
+        # (service, raw label JSON bytes, metric) -> row, for hotpath.wire_fast: one look-up
+        # per point message without decoding or sorting its labels. Derived, never exported.
+        self.wire_rows: dict[tuple[str, bytes, str], int] = {}
+        # (service, raw label JSON, metric names) -> rows of a batch message, likewise.
+        self.wire_batches: dict[tuple[str, bytes, tuple[str, ...]], npt.NDArray[np.intp]] = {}
 
     @property
     def n(self) -> int:
@@ -248,12 +253,43 @@ class RecentValues:
         rolled: list[float] = np.concatenate((line[p:], line[:p])).tolist()
         return rolled
 
-    def export(self) -> dict[str, Any]:
-        """Plain JSON-able state: the window and each row's values, oldest first."""
+    def to_arrays(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """``(values, kept)``: each used row's values oldest first (NaN-padded to the window)
+        and how many are real; one gather, no Python loop per row (checkpoints carry these).
+
+        >>> rv = RecentValues(window=3)
+        >>> rv.push(np.array([0, 0, 0, 0, 1]), np.array([1.0, 2.0, 3.0, 4.0, 9.0]))
+        >>> values, kept = rv.to_arrays()
+        >>> values.tolist()[0], kept.tolist()
+        ([2.0, 3.0, 4.0], [3, 1])
+        """
         used = np.flatnonzero(self._count)
         n = int(used[-1]) + 1 if used.size else 0
+        count = self._count[:n]
+        w = self._window
+        start = np.where(count > w, count % w, 0)
+        order = (start[:, None] + np.arange(w)) % w
+        values = np.take_along_axis(self._buf[:n], order, axis=1)
+        return values, np.minimum(count, w)
+
+    @classmethod
+    def from_arrays(cls, window: int, values: npt.NDArray[np.float64],
+                    kept: npt.NDArray[np.int64]) -> RecentValues:
+        """Rebuild from :meth:`to_arrays`; ValueError if the shapes do not fit the window."""
+        if values.ndim != 2 or values.shape[1] != window or kept.shape != values.shape[:1]:
+            raise ValueError(f"recent values of shape {values.shape} and {kept.shape} do not "
+                             f"fit a window of {window}")
+        rv = cls(window=window, capacity=max(len(kept), _INITIAL_ROWS))
+        rv._buf[: len(kept)] = values
+        rv._count[: len(kept)] = np.clip(kept, 0, window)
+        return rv
+
+    def export(self) -> dict[str, Any]:
+        """Plain JSON-able state: the window and each row's values, oldest first."""
+        values, kept = self.to_arrays()
         return {"version": _FORMAT, "window": self._window,
-                "values": [self.last(row) for row in range(n)]}
+                "values": [row[:k] for row, k in zip(values.tolist(), kept.tolist(),
+                                                     strict=True)]}
 
     @classmethod
     def load(cls, data: Mapping[str, Any]) -> RecentValues:

@@ -178,3 +178,20 @@ def test_push_matches_a_deque_per_row(calls: list[list[tuple[int, float]]], wind
     for r in range(6):
         assert rv.last(r) == list(model.get(r, []))
     assert RecentValues.load(rv.export()).export() == rv.export()
+
+
+def test_recent_arrays_round_trip_keeps_order_after_wrapping() -> None:
+    rv = RecentValues(window=4)
+    rv.push(np.array([0] * 6 + [2, 2]), np.arange(8, dtype=np.float64))
+    values, kept = rv.to_arrays()
+    assert kept.tolist() == [4, 0, 2]
+    back = RecentValues.from_arrays(4, values, kept)
+    assert [back.last(r) for r in range(3)] == [[2.0, 3.0, 4.0, 5.0], [], [6.0, 7.0]]
+    assert back.export() == rv.export()
+
+
+def test_recent_from_arrays_refuses_a_shape_that_does_not_fit_the_window() -> None:
+    with pytest.raises(ValueError) as err:
+        RecentValues.from_arrays(30, np.zeros((2, 20)), np.zeros(2, dtype=np.int64))
+    assert str(err.value) == ("recent values of shape (2, 20) and (2,) do not fit a window "
+                              "of 30")
