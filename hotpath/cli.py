@@ -48,7 +48,9 @@ def run(config_path: Path) -> None:
 def demo(duration: float, out_dir: Path, seed: int) -> None:
     """Run the whole path on an embedded broker and Redis, with injected incidents."""
     from hotpath.demo.run import run_demo
+    from hotpath.gc_tuning import tune_gc
 
+    tune_gc()  # the settings `hotpath run` uses
     sys.exit(run_demo(duration=duration, out_dir=out_dir, seed=seed))
 
 

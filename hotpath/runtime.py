@@ -59,6 +59,7 @@ from hotpath.checkpoint import CheckpointStore
 from hotpath.config import Config
 from hotpath.consumer import ConsumeLoop, PartitionStates
 from hotpath.dlq import KafkaDlq
+from hotpath.gc_tuning import tune_gc
 from hotpath.governance import authenticator, build_plane, env_secret, executors
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
@@ -304,6 +305,7 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
 def run_forever(cfg: Config) -> int:
     """``hotpath run``: serve until SIGINT/SIGTERM; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tune_gc()
 
     async def main() -> None:
         stop = asyncio.Event()
