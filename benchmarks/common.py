@@ -91,6 +91,36 @@ async def mark_when(cond: Callable[[], bool], poll_s: float) -> Mark:
     return mark()
 
 
+def target(name: str, value: float, goal: float, unit: str, *,
+           higher_is_better: bool = True, **extra: Any) -> dict[str, Any]:
+    """One entry of a result's ``targets`` list: what was measured against what was asked.
+
+    >>> target("p99_ms", 12.5, 20.0, "ms", higher_is_better=False)
+    {'name': 'p99_ms', 'value': 12.5, 'target': 20.0, 'unit': 'ms', 'met': True}
+    >>> target("ratio", 0.5, 0.6, "x raw", case="point")["met"]
+    False
+    """
+    met = value >= goal if higher_is_better else value <= goal
+    return {"name": name, "value": value, "target": goal, "unit": unit, "met": bool(met),
+            **extra}
+
+
+def render_targets(doc: Mapping[str, Any]) -> str:
+    """The document's targets as a table: what held, what did not.
+
+    >>> print(render_targets({"targets": [target("p99_ms", 12.5, 20.0, "ms",
+    ...                                          higher_is_better=False)]}))
+    target  value   goal  unit  met
+    ------  -----  -----  ----  ---
+    p99_ms  12.50  20.00  ms    yes
+    """
+    def met(t: Mapping[str, Any]) -> str:
+        return {True: "yes", False: "NO"}.get(t["met"], "not measured")
+    return format_table(["target", "value", "goal", "unit", "met"],
+                        [[t["name"], float(t["value"]) if t["value"] is not None else "-",
+                          float(t["target"]), t["unit"], met(t)] for t in doc["targets"]])
+
+
 def median(values: Sequence[float]) -> float:
     """Median of the repeats; robust to one run disturbed by the broker's GC or a neighbour.
 
@@ -113,6 +143,19 @@ def write_json(path: Path, doc: Mapping[str, Any]) -> Path:
     return path
 
 
+def format_cell(v: object) -> str:
+    """One table cell: floats of 100 and more whole with separators, smaller ones to 2 places.
+
+    >>> format_cell(1234567.8), format_cell(0.25), format_cell(1500), format_cell("x")
+    ('1,234,568', '0.25', '1,500', 'x')
+    """
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table: text left-aligned, numbers right-aligned with thousands separators.
 
@@ -123,14 +166,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     batch100       0.25
     """
 
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
-        if isinstance(v, int):
-            return f"{v:,}"
-        return str(v)
-
-    cells = [[cell(v) for v in row] for row in rows]
+    cells = [[format_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows)
                for i in range(len(headers))]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from escalation.control import ControlPlane, Item
 from escalation.decision import (
@@ -76,6 +77,9 @@ class BatchResult:
     findings: int = 0
     decisions: list[Decision] = field(default_factory=list)
     next_offsets: dict[TP, int] = field(default_factory=dict)
+    # Event time (``ts``) of every accepted point, one array per partition: what an
+    # observer needs to measure event→decision latency without decoding again.
+    event_ts: list[npt.NDArray[np.float64]] = field(default_factory=list)
 
 
 def _findings(state: PartitionState, dec: Decoded, out: PartitionOutput,
@@ -190,6 +194,7 @@ class Processor:
                 findings.extend(found)
                 owner.update((f.series_key, tp) for f in found)
             decoded.append((tp, state, dec))
+            res.event_ts.append(dec.ts)
         res.rejects = len(rejects)
         res.findings = len(findings)
 
