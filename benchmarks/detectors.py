@@ -352,6 +352,14 @@ def targets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def guard(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The CI guard's ratio: vectorised ÷ pure-Python CPU rate, same run, largest size of the
+    default-malloc run (or the first run when only another setting was measured)."""
+    run = next((r for r in runs if r["malloc"] == "default"), runs[0])
+    row = max(run["results"], key=lambda r: r["series"])
+    return {"speedup_vs_python": float(row["speedup_cpu"])}
+
+
 def render(doc: dict[str, Any]) -> str:
     """One table per malloc setting, the notes the figures need, the targets."""
     lines = [f"detectors: default ensemble {doc['ensemble']['detectors']} from "
@@ -401,6 +409,7 @@ def document(params: Params, config: Path, runs: list[dict[str, Any]],
                      "no_python_reference": list(missing)},
         "runs": runs,
         "targets": targets(runs),
+        "guard": guard(runs),
     }
 
 
