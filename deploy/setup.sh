@@ -3,13 +3,22 @@
 #
 #   deploy/setup.sh            redis-server, a Python venv with hotpath and its dev tools
 #   deploy/setup.sh --kafka    also a JDK, Maven and the Apache Kafka jars (for the tests)
+#   deploy/setup.sh --bench    also Prometheus and Alertmanager (the page-latency benchmark
+#                              drives the same incident through them)
 #
 # The venv is $HOTPATH_VENV (default: .venv in the repository); the Makefile uses it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 kafka=0
-[[ "${1:-}" == "--kafka" ]] && kafka=1
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --kafka) kafka=1 ;;
+        --bench) bench=1 ;;
+        *) echo "deploy/setup.sh: unknown option $arg (known: --kafka --bench)" >&2; exit 2 ;;
+    esac
+done
 venv="${HOTPATH_VENV:-.venv}"
 
 section() { printf '\n===== %s =====\n' "$*"; }
@@ -23,6 +32,10 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 if ((kafka)); then
     command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || missing+=(maven)
+fi
+if ((bench)); then
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
@@ -45,7 +58,7 @@ section "python environment ($venv)"
 stamp="$venv/.hotpath-installed"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e '.[dev]'
+    "$venv/bin/python" -m pip install -q -e '.[dev,bench]'
     touch "$stamp"
 fi
 "$venv/bin/python" --version
