@@ -6,15 +6,15 @@ ensemble per detector profile: a series is routed, when first seen, to the first
 whose selector matches it (else the default set) and gets a row in that profile's ensemble.
 A batch is split by profile with one mask per profile, never a loop per point.
 
-Its snapshot (``to_bytes``) is checkpointed to Redis together with the offset it
-corresponds to (:mod:`hotpath.checkpoint`), so a restart or a rebalance resumes the
-detectors where they were instead of warming up again. A snapshot taken under a different
-detector configuration is refused (``CheckpointError``) and the partition starts cold.
+Its snapshot (``to_bytes``, a :mod:`hotpath.state_blob`) is checkpointed to Redis together
+with the offset it corresponds to (:mod:`hotpath.checkpoint`), so a restart or a rebalance
+resumes the detectors where they were instead of warming up again. A snapshot taken under a
+different detector configuration is refused (``CheckpointError``) and the partition starts
+cold.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from detectors.ensemble import Ensemble
 from detectors.errors import DetectorError
@@ -31,10 +30,10 @@ from hotpath.config import BoundConfig
 from hotpath.detector_config import Selector
 from hotpath.errors import CheckpointError
 from hotpath.series import RecentValues, SeriesIndex
+from hotpath.state_blob import pack, unpack
 from hotpath.wire import Decoded, RawMessage, decode_batch
 from hotpath.wire_fast import decode_fast
 
-_META_KEY = "__meta__"  # series index and routing, as JSON bytes
 # Recent values as arrays, not JSON lists: a Python float per value made them most of a
 # checkpoint's cost. No "/" in these names, so no profile's arrays can collide with them.
 _RECENT_VALUES, _RECENT_KEPT = "__recent_values__", "__recent_kept__"
@@ -231,17 +230,12 @@ class PartitionState:
         meta = {"format": _FORMAT, "fingerprint": self.fingerprint,
                 "profiles": [[p.name, p.rows] for p in self.profiles],
                 "index": self.index.export(), "recent_window": self.recent.window}
-        arrays[_META_KEY] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
         arrays[_RECENT_VALUES], arrays[_RECENT_KEPT] = self.recent.to_arrays()
-        buf = io.BytesIO()
-        np.savez(buf, allow_pickle=False, **arrays)
-        return buf.getvalue()
+        return pack(arrays, meta)
 
     def load_bytes(self, blob: bytes) -> None:
         try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            meta = orjson.loads(arrays.pop(_META_KEY).tobytes())
+            meta, arrays = unpack(blob)
             if meta.get("format") != _FORMAT:
                 raise CheckpointError(f"checkpoint format {meta.get('format')!r}, "
                                       f"expected {_FORMAT}")
