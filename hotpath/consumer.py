@@ -127,17 +127,37 @@ class PartitionStates(ConsumerRebalanceListener):  # type: ignore[misc]
                  sorted((t.topic, t.partition) for t in assigned), self.restored)
 
 
+FIRST_POINTS_PER_MESSAGE = 100.0  # why: the size of a typical batch message (wire format)
+
+
+def batch_limit(max_messages: int, max_points: int, points_per_message: float) -> int:
+    """Records to ask ``getmany`` for: ``max_messages``, fewer when messages carry many points.
+
+    >>> batch_limit(5000, 50_000, 1.0), batch_limit(5000, 50_000, 100.0)
+    (5000, 500)
+    >>> batch_limit(5000, 50_000, 1e9)  # one message always fits
+    1
+    """
+    return max(1, min(max_messages, int(max_points / max(points_per_message, 1.0))))
+
+
 class ConsumeLoop:
     def __init__(self, consumer: AIOKafkaConsumer, states: PartitionStates,
                  processor: Processor, metrics: Metrics, commit_interval_s: float,
                  max_records: int, poll_timeout_ms: int,
-                 monotonic: Callable[[], float], tick_interval_s: float = 5.0) -> None:
+                 monotonic: Callable[[], float], tick_interval_s: float = 5.0,
+                 max_points: int | None = None) -> None:
         self.consumer = consumer
         self.states = states
         self.processor = processor
         self.metrics = metrics
         self.commit_interval_s = commit_interval_s
         self.max_records = max_records
+        self.max_points = max_points
+        # Points per message of the last batch that had any: sizes the next one. It starts
+        # as if messages were fat, so a first batch of batch messages is not 100x too big
+        # (a first batch of point messages is merely small).
+        self.points_per_message = FIRST_POINTS_PER_MESSAGE
         self.poll_timeout_ms = poll_timeout_ms
         self.monotonic = monotonic
         self.tick_interval_s = tick_interval_s
@@ -147,8 +167,9 @@ class ConsumeLoop:
         last_commit = last_tick = self.monotonic()
         idle_since: float | None = None
         while not stop.is_set():
-            got = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms,
-                                              max_records=self.max_records)
+            limit = (self.max_records if self.max_points is None else
+                     batch_limit(self.max_records, self.max_points, self.points_per_message))
+            got = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=limit)
             if not got:
                 idle_since = self._note_idle(idle_since)
             if got:
@@ -158,6 +179,8 @@ class ConsumeLoop:
                              if (tp.topic, tp.partition) in self.states.states}
                     res = await self.processor.process(batch, self.states.states)
                     self.states.processed.update(res.next_offsets)
+                if res.points:
+                    self.points_per_message = res.points / res.messages
                 self._lag(got.keys())
                 self.metrics.series.set(sum(st.index.n for st in self.states.states.values()))
                 if self.on_batch is not None:

@@ -217,7 +217,7 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
     )
     loop = ConsumeLoop(consumer, states, processor, metrics,
                        commit_interval_s=cfg.kafka.commit_interval_s,
-                       max_records=cfg.kafka.max_batch,
+                       max_records=cfg.kafka.max_batch, max_points=cfg.kafka.max_batch_points,
                        poll_timeout_ms=cfg.kafka.poll_timeout_ms, monotonic=time.monotonic,
                        tick_interval_s=cfg.detectors.tick_interval_s)
     http = HttpServer(make_app(metrics), cfg.metrics.host, cfg.metrics.port)
