@@ -64,12 +64,38 @@ class KillSwitch:
 
     async def read(self) -> PauseState | None:
         """The current state; ``RUNNING`` if never set; None when Redis cannot answer."""
+        return await self.read_soon().result()
+
+    def read_soon(self) -> PendingRead:
+        """Send the GET now and wait for the answer later (:meth:`PendingRead.result`), so
+        the round trip overlaps other work; the timeout runs from when the answer is awaited,
+        not from now, so long work in between cannot make a prompt answer look lost."""
+        return PendingRead(asyncio.ensure_future(self._redis.get(self._key)), self._timeout)
+
+
+class PendingRead:
+    """A kill-switch GET in flight."""
+
+    def __init__(self, request: asyncio.Future[Any], timeout_s: float) -> None:
+        self._request = request
+        self._timeout = timeout_s
+
+    async def result(self) -> PauseState | None:
+        """The state, as :meth:`KillSwitch.read`; the timeout counts from this call."""
         try:
             async with asyncio.timeout(self._timeout):
-                raw = await self._redis.get(self._key)
+                raw = await asyncio.shield(self._request)
         except (RedisError, OSError, TimeoutError):
+            self.cancel()
             return None
         return _parse(raw) if raw else RUNNING
+
+    def cancel(self) -> None:
+        """Abandon the read (its answer, if any, is dropped)."""
+        if not self._request.done():
+            self._request.cancel()
+        elif not self._request.cancelled():
+            self._request.exception()  # retrieved: asyncio does not report it as lost
 
 
 def _parse(raw: bytes | str) -> PauseState:

@@ -176,8 +176,7 @@ class Processor:
         now = self.clock()
         # The kill switch is read while the batch is decoded and detected (it is only
         # needed to decide): its Redis round trip no longer adds to every batch's latency.
-        pause_read = (asyncio.ensure_future(self.kill_switch.read())
-                      if self.kill_switch is not None else None)
+        pause_read = self.kill_switch.read_soon() if self.kill_switch is not None else None
         if pause_read is not None:
             await asyncio.sleep(0)  # let it send the GET; it waits for the reply meanwhile
         try:
@@ -187,7 +186,7 @@ class Processor:
                 pause_read.cancel()  # nobody will await it
             raise
         if pause_read is not None:
-            self._observe_pause(await pause_read, now)
+            self._observe_pause(await pause_read.result(), now)
 
         decisions = await self._decide(findings)
         res.decisions = decisions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis.asyncio as aioredis
 
@@ -42,3 +43,21 @@ async def test_unreachable_redis_reads_as_unknown(redis_server: RedisServer,
         assert await switch.read() is None
     finally:
         redis_server.start()
+
+
+async def test_a_read_sent_before_long_work_still_answers_after_it(
+        redis_client: aioredis.Redis) -> None:
+    switch = KillSwitch(redis_client, prefix="soon", timeout_s=0.25)
+    paused = await switch.set(paused=True, actor="alice", reason="drill", now=5.0)
+    pending = switch.read_soon()
+    await asyncio.sleep(0)  # the GET goes out
+    time.sleep(0.4)  # a batch's decode+detect holding the loop longer than the timeout
+    assert await pending.result() == paused
+
+
+async def test_an_abandoned_read_leaves_nothing_behind(redis_client: aioredis.Redis) -> None:
+    switch = KillSwitch(redis_client, prefix="gone")
+    pending = switch.read_soon()
+    pending.cancel()
+    pending.cancel()  # twice is harmless
+    assert await switch.read() == RUNNING
