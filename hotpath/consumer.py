@@ -84,8 +84,15 @@ class PartitionStates(ConsumerRebalanceListener):  # type: ignore[misc]
         flowing during the Redis and Kafka round trips; one at a time, never overlapping,
         so a commit can never land after a newer one. A commit still in flight when the
         next is due is simply followed by it one interval later."""
-        if self._persisting is not None and not self._persisting.done():
-            return
+        task = self._persisting
+        if task is not None:
+            if not task.done():
+                return
+            self._persisting = None
+            if not task.cancelled() and task.exception() is not None:
+                # persist() catches what a commit can meet; anything else is a bug worth a
+                # traceback, and the next commit tries again from the processed offsets.
+                log.error("background commit failed", exc_info=task.exception())
         todo, cks = self.snapshot()
         if todo:
             self._persisting = asyncio.create_task(self.persist(todo, cks))
@@ -100,12 +107,16 @@ class PartitionStates(ConsumerRebalanceListener):  # type: ignore[misc]
         gone = {(tp.topic, tp.partition) for tp in revoked}
         log.info("partitions revoked: %s", sorted(gone))
         async with self.lock:
-            await self.commit(only=gone)
-            for tp in gone:
-                self.states.pop(tp, None)
-                self.processed.pop(tp, None)
-                self.committed.pop(tp, None)
-                self.restored.pop(tp, None)
+            try:
+                await self.commit(only=gone)
+            finally:
+                # Forgotten even if the commit failed: offsets of partitions this member no
+                # longer owns would make every later commit fail.
+                for tp in gone:
+                    self.states.pop(tp, None)
+                    self.processed.pop(tp, None)
+                    self.committed.pop(tp, None)
+                    self.restored.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for ktp in assigned:
