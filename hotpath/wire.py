@@ -36,6 +36,7 @@ MIN_TS = 946_684_800.0  # 2000-01-01T00:00:00Z: catches unset (0) and day/epoch 
 MAX_LABELS = 32  # why: keeps series keys short and label cardinality reviewable
 _NAME_MAX = 64  # why: producer-chosen names inside a reason stay header- and log-sized
 _LABEL_CACHE_MAX = 65_536  # why: distinct label sets seen recently; cleared when full
+_LABEL_KEEP_CHARS = 1024  # why: with the count bound, caps the cache near 64 MB of labels
 
 _NUMBER = frozenset((float, int))  # exact types: JSON true/false (bool) are not numbers
 
@@ -233,9 +234,10 @@ def _label_part(labels: dict[str, Any]) -> str:
         if type(v) is not str:
             raise DecodeError(f"label not a string: labels.{_name(k)}")
     lab = label_part(labels)
-    if len(_LABEL_PARTS) >= _LABEL_CACHE_MAX:
-        _LABEL_PARTS.clear()
-    _LABEL_PARTS[items] = lab
+    if len(lab) <= _LABEL_KEEP_CHARS:  # long producer-chosen values are not pinned in memory
+        if len(_LABEL_PARTS) >= _LABEL_CACHE_MAX:
+            _LABEL_PARTS.clear()
+        _LABEL_PARTS[items] = lab
     return lab
 
 

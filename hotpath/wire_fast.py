@@ -37,9 +37,14 @@ from hotpath.wire import MAX_FUTURE_S, MAX_LABELS, MAX_MESSAGE_BYTES, MIN_TS, De
 _NO_LABELS = b"null"
 _RAW_LABELS_MAX = 65_536  # why: distinct label encodings seen recently; cleared when full
 _MEMO_SLACK = 65_536  # why: memo entries beyond the index's rows (reordered label keys)
-# why: distinct (service, labels, metric names) of batch messages; an entry holds the names
-# and their rows (~5 KB for 100 metrics), so the bound keeps the memo near 20 MB at worst.
-_BATCH_MEMO_MAX = 4096
+# why: distinct (service, labels, metric names) of batch messages. An entry holds the names
+# and their rows; messages with more names than _BATCH_MEMO_NAMES are resolved name by name
+# instead, so the memo stays under ~1024 x 512 names (tens of MB) whatever producers send.
+_BATCH_MEMO_MAX = 1024
+_BATCH_MEMO_NAMES = 512
+# why: a label set's raw JSON longer than this is resolved but not remembered, so 65,536
+# entries cannot pin gigabytes of producer-chosen label values.
+_RAW_LABELS_KEEP_BYTES = 1024
 
 
 class _Message(msgspec.Struct, gc=False, forbid_unknown_fields=True):
@@ -85,9 +90,11 @@ def _labels(raw: bytes) -> tuple[str, dict[str, str]] | None:
         labels = {}
     if len(labels) > MAX_LABELS:
         return None
-    if len(_RAW_LABELS) >= _RAW_LABELS_MAX:
-        _RAW_LABELS.clear()
-    found = _RAW_LABELS[raw] = (label_part(labels), labels)
+    found = (label_part(labels), labels)
+    if len(raw) <= _RAW_LABELS_KEEP_BYTES:
+        if len(_RAW_LABELS) >= _RAW_LABELS_MAX:
+            _RAW_LABELS.clear()
+        _RAW_LABELS[raw] = found
     return found
 
 
@@ -183,16 +190,17 @@ def _batches(objs: list[_Message], now: float, index: SeriesIndex) -> Decoded | 
     for service, raw, lab, labels, m in heads:
         # A producer sends the same metric names in every message of a service: one look-up
         # on the whole name tuple replaces a look-up per metric.
-        key = (service, raw, tuple(m))
-        got = memo.get(key)
+        key = (service, raw, tuple(m)) if len(m) <= _BATCH_MEMO_NAMES else None
+        got = memo.get(key) if key is not None else None
         if got is None:
             group = index.group(service, lab)
             found_rows = [group.get(name) for name in m]
             got = np.array([index.add(service, name, labels) if r is None else r
                             for name, r in zip(m, found_rows, strict=True)], dtype=np.intp)
-            if len(memo) >= _BATCH_MEMO_MAX:
-                memo.clear()
-            memo[key] = got
+            if key is not None:
+                if len(memo) >= _BATCH_MEMO_MAX:
+                    memo.clear()
+                memo[key] = got
         parts.append(got)
         values.extend(m.values())
         counts.append(len(m))

@@ -559,3 +559,16 @@ def test_unknown_fields_are_json_checked(extra: bytes) -> None:
     body = point()[:-1] + b',"note":' + extra + b"}"
     _, want = decode_both(raws(body), SeriesIndex(), SeriesIndex())
     assert [r.reason for r in want.rejects] == ["not json"]
+
+
+def test_messages_with_many_names_and_long_labels_are_decoded_but_not_remembered() -> None:
+    idx = SeriesIndex()
+    names = {f"m{j:04d}": 1.0 for j in range(wire_fast._BATCH_MEMO_NAMES + 1)}
+    body = orjson.dumps({"service": "wide", "ts": NOW, "metrics": names})
+    got = decode_fast(raws(body, body), NOW, idx)
+    assert got is not None and got.points == 2 * len(names)
+    assert idx.wire_batches == {}
+    long_labels = {"note": "x" * wire_fast._RAW_LABELS_KEEP_BYTES}
+    raw = orjson.dumps(long_labels)
+    assert decode_fast(raws(point(labels=long_labels)), NOW, idx) is not None
+    assert raw not in wire_fast._RAW_LABELS
