@@ -14,6 +14,7 @@ byte is interpreted: a truncated or altered blob is refused with a :class:`BlobE
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -77,26 +78,40 @@ def unpack(blob: bytes) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
         meta, entries = header["meta"], header["arrays"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as e:
         raise BlobError(f"unreadable header: {e}") from e
+    if type(meta) is not dict or type(entries) is not list:
+        raise BlobError("header must hold a meta object and an arrays list")
     arrays: dict[str, npt.NDArray[Any]] = {}
     for entry in entries:
-        try:
-            name, dtype_str, shape, size = entry
-            dtype = np.dtype(dtype_str)
-            shape = tuple(int(d) for d in shape)
-        except (ValueError, TypeError) as e:
-            raise BlobError(f"bad array entry {entry!r}: {e}") from e
-        if dtype.kind not in _KINDS:
-            raise BlobError(f"array {name!r}: dtype {dtype} is not allowed")
-        if any(d < 0 for d in shape) or int(np.prod(shape)) * dtype.itemsize != size:
-            raise BlobError(f"array {name!r}: shape {list(shape)} of {dtype} is not "
-                            f"{size} bytes")
+        name, dtype, shape, size = _entry(entry)
+        if name in arrays:
+            raise BlobError(f"array {name!r} appears twice")
         end = pos + size
         if end > len(blob):
             raise BlobError(f"array {name!r} needs bytes {pos}..{end}, the blob has "
                             f"{len(blob)}")
+        # Stored in the writer's byte order; handed back in this machine's.
         arrays[name] = np.frombuffer(blob, dtype=dtype, count=size // dtype.itemsize,
-                                     offset=pos).reshape(shape).copy()
+                                     offset=pos).reshape(shape).astype(dtype.newbyteorder("="))
         pos = end
     if pos != len(blob):
         raise BlobError(f"{len(blob) - pos} bytes after the last array")
     return meta, arrays
+
+
+def _entry(entry: Any) -> tuple[str, np.dtype[Any], tuple[int, ...], int]:
+    """One header entry checked: string name, allowed dtype, int shape matching the size."""
+    if type(entry) is not list or len(entry) != 4:
+        raise BlobError(f"bad array entry {entry!r}: expected [name, dtype, shape, bytes]")
+    name, dtype_str, shape, size = entry
+    if type(name) is not str or type(dtype_str) is not str or type(size) is not int \
+            or type(shape) is not list or any(type(d) is not int for d in shape):
+        raise BlobError(f"bad array entry {entry!r}: expected [name, dtype, shape, bytes]")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as e:
+        raise BlobError(f"array {name!r}: unknown dtype {dtype_str!r}") from e
+    if dtype.kind not in _KINDS:
+        raise BlobError(f"array {name!r}: dtype {dtype} is not allowed")
+    if any(d < 0 for d in shape) or math.prod(shape) * dtype.itemsize != size:
+        raise BlobError(f"array {name!r}: shape {shape} of {dtype} is not {size} bytes")
+    return name, dtype, tuple(shape), size

@@ -43,6 +43,12 @@ def test_objects_and_text_are_never_stored() -> None:
     assert str(err.value) == "array 'o': dtype object cannot be stored (numbers and booleans only)"
 
 
+def test_big_endian_arrays_come_back_in_native_order() -> None:
+    a = np.arange(3, dtype=">f8")
+    _, got = unpack(pack({"a": a}, {}))
+    assert got["a"].dtype == np.dtype("=f8") and got["a"].tolist() == [0.0, 1.0, 2.0]
+
+
 def _blob(header: object, body: bytes = b"") -> bytes:
     h = orjson.dumps(header)
     return MAGIC + len(h).to_bytes(8, "little") + h + body
@@ -54,7 +60,19 @@ def _blob(header: object, body: bytes = b"") -> bytes:
     (MAGIC + (100).to_bytes(8, "little") + b"{}", "header needs bytes 12..112, the blob has 14"),
     (_blob({"meta": {}}), "unreadable header: 'arrays'"),
     (_blob({"meta": {}, "arrays": [["a", "<f8", [2]]]}),
-     "bad array entry ['a', '<f8', [2]]: not enough values to unpack (expected 4, got 3)"),
+     "bad array entry ['a', '<f8', [2]]: expected [name, dtype, shape, bytes]"),
+    (_blob({"meta": [], "arrays": []}), "header must hold a meta object and an arrays list"),
+    (_blob({"meta": {}, "arrays": 3}), "header must hold a meta object and an arrays list"),
+    (_blob({"meta": {}, "arrays": [[7, "<f8", [1], 8]]}, b"\0" * 8),
+     "bad array entry [7, '<f8', [1], 8]: expected [name, dtype, shape, bytes]"),
+    (_blob({"meta": {}, "arrays": [["a", "<f8", [1.9], 8]]}, b"\0" * 8),
+     "bad array entry ['a', '<f8', [1.9], 8]: expected [name, dtype, shape, bytes]"),
+    (_blob({"meta": {}, "arrays": [["a", "<f8", [1], 8], ["a", "<f8", [1], 8]]}, b"\0" * 16),
+     "array 'a' appears twice"),
+    (_blob({"meta": {}, "arrays": [["a", "nope", [1], 8]]}, b"\0" * 8),
+     "array 'a': unknown dtype 'nope'"),
+    (_blob({"meta": {}, "arrays": [["a", "<f8", [2**62, 2**62], 8]]}, b"\0" * 8),
+     "array 'a': shape [4611686018427387904, 4611686018427387904] of float64 is not 8 bytes"),
     (_blob({"meta": {}, "arrays": [["a", "|O", [1], 8]]}, b"\0" * 8),
      "array 'a': dtype object is not allowed"),
     (_blob({"meta": {}, "arrays": [["a", "<f8", [3], 16]]}, b"\0" * 16),
