@@ -22,6 +22,8 @@ done
 venv="${HOTPATH_VENV:-.venv}"
 
 section() { printf '\n===== %s =====\n' "$*"; }
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
 
 section "system packages"
 missing=()
@@ -39,8 +41,6 @@ if ((bench)); then
 fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
-    sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" apt-get install -y -q --no-install-recommends ca-certificates "${missing[@]}"
@@ -48,6 +48,11 @@ else
     echo "all present"
 fi
 redis-server --version
+if ((bench)) && [[ -d /run/systemd/system ]]; then
+    # Debian starts both as services on install; the benchmark runs its own instances,
+    # and idle ones would only take CPU from the measurements.
+    "${sudo[@]}" systemctl disable --now prometheus prometheus-alertmanager 2>/dev/null || true
+fi
 
 section "python environment ($venv)"
 # A venv, because Debian's system Python refuses pip installs (PEP 668).

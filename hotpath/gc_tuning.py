@@ -18,6 +18,7 @@ import gc
 
 GEN0_THRESHOLD = 50_000  # why: about ten point messages' worth of batches per young pass
 GEN1_THRESHOLD = 20  # why: older passes every ~1M allocations, not every 7,000
+# why: a full pass walks every long-lived object (CPython also waits for 25 % growth)
 GEN2_THRESHOLD = 100
 
 
