@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from hotpath.demo.receivers import _LoopbackServer
+from hotpath.demo.receivers import LoopbackServer
 from hotpath.services.errors import ServiceStartError
 from hotpath.services.ports import free_port
 from hotpath.services.process import ServiceProcess, log_tail
@@ -182,7 +182,7 @@ def firing_series(body: object) -> list[str]:
             and isinstance(a.get("labels"), dict) and "series" in a["labels"]]
 
 
-class AlertReceiver(_LoopbackServer):
+class AlertReceiver(LoopbackServer):
     """``POST /alerts``: Alertmanager's webhook; stamps the first arrival of each series."""
 
     _path = "/alerts"

@@ -167,7 +167,7 @@ def series_values(services: int, steps: int, seed: int) -> npt.NDArray[np.float6
     return levels * (1.0 + NOISE_FRAC * noise)
 
 
-def _names(services: int) -> tuple[list[str], list[str]]:
+def fleet_names(services: int) -> tuple[list[str], list[str]]:
     return ([f"svc-{i:04d}" for i in range(services)],
             [f"m{j:03d}" for j in range(METRICS_PER_BATCH)])
 
@@ -179,7 +179,7 @@ def point_messages(values: npt.NDArray[np.float64], t0: float) -> Iterator[tuple
     >>> len(msgs), msgs[0][0], sorted(orjson.loads(msgs[-1][1]))
     (200, b'svc-0000', ['labels', 'metric', 'service', 'ts', 'value'])
     """
-    svcs, metrics = _names(values.shape[1])
+    svcs, metrics = fleet_names(values.shape[1])
     for k, step in enumerate(values.tolist()):
         for svc, row in zip(svcs, step, strict=True):
             key = svc.encode()
@@ -195,7 +195,7 @@ def batch_messages(values: npt.NDArray[np.float64], t0: float) -> Iterator[tuple
     >>> len(msgs), len(orjson.loads(msgs[0][1])["metrics"])
     (2, 100)
     """
-    svcs, metrics = _names(values.shape[1])
+    svcs, metrics = fleet_names(values.shape[1])
     for k, step in enumerate(values.tolist()):
         for svc, row in zip(svcs, step, strict=True):
             yield svc.encode(), orjson.dumps({"service": svc, "ts": t0 + k, "labels": LABELS,
@@ -290,13 +290,13 @@ async def run_hotpath(cfg: Config, points: int) -> Run:
 
     task = asyncio.create_task(serve(cfg, stop, ready=ready))
     try:
-        assigned = await _race(task, mark_when(lambda: bool(box and box[0].states.states),
+        assigned = await race_serve(task, mark_when(lambda: bool(box and box[0].states.states),
                                                     ASSIGN_POLL_S))
         if not start:
             start.append(assigned)
         last = -1
         while not result:
-            await _race(task, asyncio.wait_for(stop.wait(), STALL_S), allow_timeout=True)
+            await race_serve(task, asyncio.wait_for(stop.wait(), STALL_S), allow_timeout=True)
             if processed() == last and not result:
                 raise BenchmarkError(f"hotpath on {cfg.kafka.topic}: stalled at "
                                      f"{processed()}/{points} points")
@@ -309,7 +309,7 @@ async def run_hotpath(cfg: Config, points: int) -> Run:
     return Run(result[0], batches[0], int(m.findings._value.get()), int(dlq))
 
 
-async def _race(serving: asyncio.Task[None], aw: Any, allow_timeout: bool = False) -> Any:
+async def race_serve(serving: asyncio.Task[None], aw: Any, allow_timeout: bool = False) -> Any:
     """Await ``aw`` unless ``serve`` ends first: its error (or early return) is the failure."""
     waiter = asyncio.ensure_future(aw)
     await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -325,7 +325,7 @@ async def _race(serving: asyncio.Task[None], aw: Any, allow_timeout: bool = Fals
         return None
 
 
-def _config(bootstrap: str, redis_url: str, topic: str, group: str, workdir: Path,
+def bench_config(bootstrap: str, redis_url: str, topic: str, group: str, workdir: Path,
             actions: ActionReceiver, pages: PageReceiver) -> Config:
     # Everything else (batch size, poll timeout, commit interval, detectors) stays as the
     # example config ships, so the figure is the one a deployment would see.
@@ -367,7 +367,7 @@ async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str
         for r in range(params.repeat):
             run_dir = workdir / f"{case}-{r}"
             run_dir.mkdir(parents=True)  # the audit log opens its file, not the directory
-            cfg = _config(bootstrap, redis_url, topic, f"hotpath-{run_id}-{r}", run_dir,
+            cfg = bench_config(bootstrap, redis_url, topic, f"hotpath-{run_id}-{r}", run_dir,
                           actions, pages)
             raws.append(await run_raw(bootstrap, topic, f"raw-{run_id}-{r}", messages, cfg))
             hots.append(await run_hotpath(cfg, points))

@@ -202,7 +202,7 @@ def _answer(status: int, body: Mapping[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-class _LoopbackServer:
+class LoopbackServer:
     """An aiohttp app on 127.0.0.1; the socket is bound before serving, so no port race."""
 
     _path: str
@@ -254,7 +254,7 @@ class ReceivedAction:
     outcome: str  # "accepted", "duplicate" or the rejection's error text
 
 
-class ActionReceiver(_LoopbackServer):
+class ActionReceiver(LoopbackServer):
     """``POST /actions``: 202 accepted (``on_action(body)`` runs), 200 duplicate, 400 bad
     body, or 401 when ``secret`` is given and the signature is missing or does not verify.
 
@@ -316,7 +316,7 @@ class ActionReceiver(_LoopbackServer):
         return _answer(202, {"status": "accepted", "idempotency_key": key})
 
 
-class PageReceiver(_LoopbackServer):
+class PageReceiver(LoopbackServer):
     """``POST /pages``: 202 for a valid page (kept, and appended to ``path`` if given), or 400.
 
     ``path`` is the JSON-lines file itself. ``on_page(page)`` runs for the first arrival of

@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks import page_latency
+from benchmarks.guard import check, load_floors
 from benchmarks.page_latency import THRESHOLD as PROM_THRESHOLD
 from benchmarks.page_latency import (
     Params,
     assess,
+    guard_skipped,
     main,
     percentile,
     ratio,
@@ -99,6 +102,47 @@ def test_assess_without_prometheus_reports_null_targets_and_no_guard() -> None:
     assert guard == {}
 
 
+def test_assess_blames_hotpath_when_it_never_paged() -> None:
+    silent = {"n": 0, "missed": 6, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    targets, guard = assess({"hotpath": silent, "prom_default": SLOW, "prom_fast": FAST}, {})
+    assert [(t["name"], t["met"], t["note"]) for t in targets] == [
+        ("deviation_to_page_p99_ms", False, "6 trial(s) never paged"),
+        ("speedup_vs_prom_default", None, "hotpath: no trial paged"),
+        ("speedup_vs_prom_fast", None, "hotpath: no trial paged"),
+    ]
+    assert guard == {}
+
+
+def test_assess_blames_prometheus_when_only_it_never_paged() -> None:
+    silent = {"n": 0, "missed": 8, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    targets, _ = assess({"hotpath": HOT, "prom_fast": silent}, {"prom_default": "skipped"})
+    assert targets[2]["note"] == "prom_fast: no trial paged"
+    both, _ = assess({"hotpath": HOT | {"p50_ms": None}, "prom_fast": silent}, {})
+    assert both[2]["note"] == "hotpath and prom_fast: no trial paged"
+
+
+def test_guard_skipped_names_the_ratio_of_each_skipped_side_with_its_reason() -> None:
+    assert guard_skipped({"prom_default": "skipped in --quick (about 1.5 min)",
+                          "prom_fast": "not installed: /usr/bin/prometheus"}) == {
+        "prom_default_over_hotpath": "skipped in --quick (about 1.5 min)",
+        "prom_fast_over_hotpath": "not installed: /usr/bin/prometheus"}
+    assert guard_skipped({}) == {}
+
+
+def test_a_skipped_side_passes_the_repo_guard_and_a_silent_one_fails_it() -> None:
+    why = "not installed: /usr/bin/prometheus"
+    skipped = {"prom_default": why, "prom_fast": why}
+    _, guard = assess({"hotpath": HOT}, skipped)
+    doc = {"guard": guard, "guard_skipped": guard_skipped(skipped)}
+    [c] = check({"page_latency": doc}, {"page_latency": load_floors()["page_latency"]})
+    assert (c.name, c.ok, c.reason) == ("prom_fast_over_hotpath", True, f"skipped: {why}")
+    silent = {"n": 0, "missed": 8, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    _, guard = assess({"hotpath": HOT, "prom_fast": silent}, {"prom_default": "skipped"})
+    doc = {"guard": guard, "guard_skipped": guard_skipped({"prom_default": "skipped"})}
+    [c] = check({"page_latency": doc}, {"page_latency": load_floors()["page_latency"]})
+    assert (c.ok, c.reason) == (False, "not measured: the run produced no such ratio")
+
+
 def test_render_shows_each_side_and_the_skipped_one() -> None:
     targets, guard = assess({"hotpath": HOT, "prom_fast": FAST}, {"prom_default": "skipped"})
     doc = {"machine": {"cores": 2, "python": "3.11"}, "targets": targets, "guard": guard,
@@ -123,3 +167,18 @@ def test_bad_options_are_refused_with_the_reason(
         main(argv)
     assert exc.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
+
+
+def test_main_tunes_the_collector_before_serve_runs_in_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def services(*args: object) -> None:
+        calls.append("services")
+        raise RuntimeError("no services in a unit test")
+
+    monkeypatch.setattr(page_latency, "tune_gc", lambda: calls.append("tune_gc"))
+    monkeypatch.setattr(page_latency, "services", services)
+    with pytest.raises(RuntimeError):
+        main(["--quick"])
+    assert calls == ["tune_gc", "services"]

@@ -69,6 +69,7 @@ def test_cli_writes_the_json_and_prints_the_table(
     out = tmp_path / "throughput.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.throughput", "--quick", "--messages", "2000",
+         "--batch-messages", "20",
          "--series", "200", "--bootstrap", kafka_bootstrap, "--redis-url", redis_url,
          "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
