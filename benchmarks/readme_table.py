@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -68,7 +68,7 @@ def _met(t: Mapping[str, Any]) -> str:
 
 
 def section(docs: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any],
-            libs: Mapping[str, str], when: str) -> str:
+            libs: Mapping[str, str], when: str, earlier: Sequence[str] = ()) -> str:
     """The markdown between the markers: machine line, targets table, where the JSON is.
 
     >>> doc = {"targets": [{"name": "p99_ms", "value": 12.5, "target": 20.0, "unit": "ms",
@@ -97,7 +97,9 @@ def section(docs: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any],
         "|" + "---|" * len(head),
         *body,
         "",
-        "Each row comes from `benchmarks/results/<benchmark>.json` (its `targets` list).",
+        "Each row comes from `benchmarks/results/<benchmark>.json` (its `targets` list)."
+        + (f" Rows of {', '.join(earlier)} are from an earlier run (`--only` left them)."
+           if earlier else ""),
     ])
 
 

@@ -1,12 +1,24 @@
-"""``python -m benchmarks``: option errors, and the README section it writes."""
+"""``python -m benchmarks``: option errors, stopping stuck runs, and the README section."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import orjson
 import pytest
 
+import benchmarks.__main__ as runner
+from benchmarks.__main__ import (
+    RunError,
+    _argv,
+    _with_earlier_results,
+    group_members,
+    readme_left_because,
+    run_process,
+)
 from benchmarks.common import REPO, target
 from benchmarks.readme_table import BEGIN, END, ReadmeError, section, update
 
@@ -65,3 +77,125 @@ def test_update_refuses_markers_in_the_wrong_order() -> None:
     with pytest.raises(ReadmeError) as err:
         update(f"{END}\n{BEGIN}\n", "new")
     assert str(err.value) == f"README.md has {END!r} before {BEGIN!r}"
+
+
+# --- stopping a stuck benchmark, bad wiring, README after failures ----------------------------
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone(pid: int, within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+# A benchmark stuck in a sleep, with a grandchild in its process group (as scaleout's
+# `hotpath run` children are); it writes its grandchild's pid, and "cleaned" when its
+# `finally` runs. With IGNORE it (and, by inheritance, the grandchild) ignores SIGINT.
+STUCK = """
+import signal, subprocess, sys, time
+if sys.argv[2] == "ignore":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+child = subprocess.Popen(["sleep", "60"])
+open(sys.argv[1] + ".pid", "w").write(str(child.pid))
+try:
+    time.sleep(60)
+finally:
+    open(sys.argv[1] + ".done", "w").write("cleaned")
+"""
+
+
+def test_a_stuck_benchmark_gets_sigint_and_its_cleanup_runs(tmp_path: Path) -> None:
+    base = str(tmp_path / "b")
+    with pytest.raises(RunError) as err:
+        run_process("stuck", [sys.executable, "-c", STUCK, base, "obey"], timeout_s=1.5,
+                    grace_s=5.0)
+    assert str(err.value) == ("stuck: still running after 1.5 s; its process group was "
+                              "stopped with SIGINT")
+    assert Path(base + ".done").read_text() == "cleaned"
+    assert _gone(int(Path(base + ".pid").read_text()))
+
+
+def test_a_benchmark_deaf_to_sigint_has_its_whole_group_killed(tmp_path: Path) -> None:
+    base = str(tmp_path / "b")
+    with pytest.raises(RunError) as err:
+        run_process("deaf", [sys.executable, "-c", STUCK, base, "ignore"], timeout_s=1.5,
+                    grace_s=0.5)
+    assert str(err.value) == ("deaf: still running after 1.5 s; its process group outlived "
+                              "SIGINT by 0.5 s and was sent SIGKILL")
+    assert not Path(base + ".done").exists()
+    assert _gone(int(Path(base + ".pid").read_text()))
+
+
+def test_a_finished_benchmark_gives_its_exit_status() -> None:
+    assert run_process("ok", [sys.executable, "-c", "raise SystemExit(3)"], timeout_s=30) == 3
+
+
+def test_group_members_skips_zombies_and_other_groups(tmp_path: Path) -> None:
+    for pid, stat in [(12, "12 (we ird) x) S 1 77 77 0"), (13, "13 (z) Z 1 77 77 0"),
+                      (14, "14 (other) S 1 78 78 0")]:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(stat)
+    assert group_members(77, tmp_path) == [12]
+
+
+def test_a_service_benchmark_without_services_is_a_run_error(tmp_path: Path) -> None:
+    with pytest.raises(RunError) as err:
+        _argv("throughput", tmp_path / "t.json", True, None, "redis://127.0.0.1:1/0")
+    assert str(err.value) == ("throughput: needs a Kafka broker and Redis, but the runner was "
+                              "given bootstrap=None and redis_url='redis://127.0.0.1:1/0'")
+    assert _argv("detectors", tmp_path / "d.json", False, None, None)[-2:] == [
+        "--out", str(tmp_path / "d.json")]
+
+
+@pytest.mark.parametrize(("quick", "skip", "ran", "failed", "why"), [
+    (False, False, ["latency"], [], None),
+    (False, False, ["latency", "scaleout"], ["scaleout"],
+     "scaleout failed: its rows would disappear"),
+    (False, False, ["latency", "scaleout"], ["latency", "scaleout"],
+     "latency, scaleout failed: their rows would disappear"),
+    (False, True, ["latency"], [], "--skip-readme"),
+    (True, False, ["latency"], [], "--quick never writes it"),
+    (False, False, [], [], "no benchmark was selected"),
+])
+def test_readme_is_left_alone_unless_every_benchmark_ran(
+        quick: bool, skip: bool, ran: list[str], failed: list[str], why: str | None) -> None:
+    assert readme_left_because(quick, skip, ran, failed) == why
+
+
+def test_a_failed_benchmark_leaves_the_readme_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\nthe last table\n{END}\n")
+
+    def failing(name: str, *args: object) -> dict[str, object]:
+        raise RunError(f"{name}: exited with status 1")
+
+    monkeypatch.setattr(runner, "README", readme)
+    monkeypatch.setattr(runner, "run_one", failing)
+    assert runner.main(["all", "--only", "detectors", "--results-dir", str(tmp_path)]) == 1
+    assert readme.read_text() == f"{BEGIN}\nthe last table\n{END}\n"
+    out, err = capsys.readouterr()
+    assert f"left {readme} as it was: detectors failed: its rows would disappear" in \
+        out.splitlines()
+    assert "- detectors: exited with status 1" in err.splitlines()
+
+
+def test_a_run_of_some_benchmarks_keeps_the_others_rows_from_their_json(tmp_path: Path) -> None:
+    (tmp_path / "detectors.json").write_bytes(orjson.dumps({"targets": [
+        target("speedup", 90.0, 50.0, "x")]}))
+    fresh = {"throughput": {"targets": [target("ratio", 0.4, 0.6, "x raw")]}}
+    table, earlier = _with_earlier_results(fresh, tmp_path)
+    assert list(table) == ["detectors", "throughput"] and earlier == ["detectors"]
+    body = section(table, {"cores": 2, "python": "3.11.7", "platform": "L"}, {}, "2026-11-26",
+                   earlier=earlier)
+    assert body.splitlines()[-1].endswith(
+        "Rows of detectors are from an earlier run (`--only` left them).")
