@@ -1,0 +1,472 @@
+"""Produce→decision latency of the hot path at fixed fractions of its maximum throughput,
+beside raw aiokafka's produce→receipt latency at the same rates.
+
+    python -m benchmarks.latency [--quick] [--cases point,batch100] [--series S]
+                                 [--backlog-steps K] [--warmup S] [--duration S]
+                                 [--max-rate CASE=POINTS_PER_S ...] [--seed SEED]
+                                 [--bootstrap HOST:PORT] [--redis-url URL] [--out PATH]
+
+Per case (``point``: one point per message; ``batch100``: 100 metrics per message), on a
+fresh 4-partition topic of a real Apache Kafka broker, with one ``hotpath.runtime.serve``
+running throughout:
+
+1. **Maximum throughput.** A backlog of ``K`` steps (10 K for batch100) of every series
+   (the steady-state noisy workload of ``benchmarks.throughput``, ts in the past) is
+   produced first, then drained: points ÷ wall seconds from its first batch's decision to
+   its last is the maximum (``--max-rate`` gives it instead). The backlog also takes every
+   detector past its warm-up, so the measured levels see no warm-up alerts.
+2. **Levels.** At 10 %, 50 % and 90 % of that maximum, ``benchmarks.open_loop`` runs as
+   its own process: a fixed schedule whose messages carry their *intended* send time as
+   ``ts`` and as their Kafka timestamp (a producer that falls behind counts as latency: no
+   coordinated omission). After a warm-up, every point whose ts lies in the ``--duration``
+   window is measured.
+3. **Raw, beside each level.** Right after it, the same schedule is produced again to a
+   second topic of the same shape (partitions, keys) and read by a plain
+   ``AIOKafkaConsumer`` with the runtime's settings (fetch size, ``getmany`` timeout and
+   ``max_records``) that does nothing but note each record's timestamp: the latency any
+   Kafka consumer in this process sees on this machine, the ceiling hotpath is read
+   against (``raw_over_hotpath_*`` ratios). A second topic, not hotpath's own: the
+   processor stays subscribed to its topic (warm detectors, measured maximum), so it would
+   process a raw run there too; on its own topic hotpath idles while raw runs, and raw and
+   hotpath alternate level by level under the same conditions of the shared machine.
+
+Decision time is read in ``Running.on_batch``, which fires right after a batch's decisions
+are durable (audit written, pages in the outbox); the hook only appends the clock reading
+and the batch's ``event_ts`` arrays, so measuring costs the processor nothing per point.
+Receipt time is read once per raw ``getmany``. Latency = that time − intended time,
+recorded after the run into an HdrHistogram (µs, 3 significant digits) weighted per point
+on both sides (a batch100 record counts 100 times); each level reports p50/p99/p99.9/max,
+a percentile table and the encoded histogram (``benchmarks.latency_stats``). Producer and
+consumers share the machine's cores with the broker: the report says how punctually the
+producer kept its schedule, and flags a level where it was the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+from aiokafka import AIOKafkaConsumer
+
+from benchmarks.common import (
+    REPO,
+    RESULTS_DIR,
+    machine_info,
+    services,
+    write_json,
+)
+from benchmarks.latency_stats import (
+    FRACTIONS,
+    Stamps,
+    drain_rate,
+    guard,
+    level_result,
+    render,
+    stamps_from_ms,
+    targets,
+    with_raw,
+)
+from benchmarks.throughput import (
+    CASES,
+    MAX_PARTITION_FETCH_BYTES,
+    METRICS_PER_BATCH,
+    PARTITIONS,
+    STALL_S,
+    BenchmarkError,
+    batch_messages,
+    bench_config,
+    point_messages,
+    produce,
+    race_serve,
+    series_values,
+)
+from hotpath.config import Config
+from hotpath.demo.receivers import ActionReceiver, PageReceiver
+from hotpath.processor import BatchResult
+from hotpath.runtime import Running, serve
+from hotpath.services.kafka_admin import create_topic
+
+# The producer stands for services on other machines: above the processor's priority, it
+# keeps its schedule instead of queueing for a core behind what it measures (its CPU is a
+# fraction of a core). Applied where permitted; the report says which niceness ran.
+PRODUCER_NICE = -5
+# Batch messages drain about 8x more points/s than point messages (throughput.json: 2.1M vs
+# 268k), so their backlog gets 10x the steps and both drains last about as long.
+BATCH_BACKLOG_FACTOR = 10
+# After a level, the processor gets this long (and at least the level's duration) to decide
+# what is left before the next level starts; what it did not decide is reported.
+SETTLE_S = 5.0
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Sizes of one latency run.
+
+    >>> Params().check().services
+    100
+    >>> Params(backlog_steps=10).check()
+    Traceback (most recent call last):
+    ...
+    ValueError: --backlog-steps 10 must be at least 30 (the detectors' warm-up)
+    """
+
+    # The throughput benchmark's 10,000 series; 60 backlog steps (600 for batch100) drain
+    # in a few seconds, long enough for a stable maximum.
+    series: int = 10_000
+    backlog_steps: int = 60
+    warmup_s: float = 3.0
+    duration_s: float = 10.0
+    cases: tuple[str, ...] = tuple(CASES)
+    max_rates: dict[str, float] = field(default_factory=dict)
+    seed: int = 7
+
+    @classmethod
+    def quick(cls) -> Params:
+        """CI sizes: a few seconds per level; a backlog that drains in about half a second."""
+        return cls(series=2_000, backlog_steps=60, warmup_s=1.0, duration_s=3.0)
+
+    @property
+    def services(self) -> int:
+        return self.series // METRICS_PER_BATCH
+
+    def backlog_steps_for(self, case: str) -> int:
+        return self.backlog_steps * (1 if CASES[case] == 1 else BATCH_BACKLOG_FACTOR)
+
+    def check(self) -> Params:
+        """``self`` when every option is usable, else ValueError naming the option."""
+        if self.series <= 0 or self.series % METRICS_PER_BATCH:
+            raise ValueError(f"--series {self.series} must be a positive multiple of "
+                             f"{METRICS_PER_BATCH} (metrics per batch message)")
+        if self.backlog_steps < 30:
+            raise ValueError(f"--backlog-steps {self.backlog_steps} must be at least 30 "
+                             "(the detectors' warm-up)")
+        if self.warmup_s < 0:
+            raise ValueError(f"--warmup {self.warmup_s:g} must not be negative")
+        if self.duration_s <= 0:
+            raise ValueError(f"--duration {self.duration_s:g} must be greater than 0")
+        for case in (*self.cases, *self.max_rates):
+            if case not in CASES:
+                raise ValueError(f"unknown case {case!r}: choose from {', '.join(CASES)}")
+        for case, rate in self.max_rates.items():
+            if not rate > 0:
+                raise ValueError(f"--max-rate {case}={rate:g} must be greater than 0")
+        return self
+
+
+def parse_max_rate(text: str) -> tuple[str, float]:
+    """``CASE=POINTS_PER_S`` from the command line.
+
+    >>> parse_max_rate("batch100=2e6")
+    ('batch100', 2000000.0)
+    >>> parse_max_rate("point")
+    Traceback (most recent call last):
+    ...
+    ValueError: --max-rate 'point' must be CASE=POINTS_PER_S, e.g. point=250000
+    """
+    case, sep, rate = text.partition("=")
+    try:
+        if sep:
+            return case, float(rate)
+    except ValueError:
+        pass
+    raise ValueError(f"--max-rate {text!r} must be CASE=POINTS_PER_S, e.g. point=250000")
+
+
+class Observer:
+    """The on_batch hook: one clock reading and the batch's ts arrays per batch."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.stamps: Stamps = []
+        self.points = 0
+        self.box: list[Running] = []
+
+    def ready(self, running: Running) -> None:
+        self.box.append(running)
+        running.on_batch.append(self.on_batch)
+
+    def on_batch(self, res: BatchResult) -> None:
+        if res.points:
+            self.stamps.append((self.clock(), res.event_ts))
+            self.points += res.points
+
+
+class RawReader:
+    """The ceiling's consume loop: per ``getmany``, one clock reading and the records' Kafka
+    timestamps (ms), with the runtime's poll timeout and batch size; nothing else is done
+    per record, and the timestamps become arrays only after the level."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, cfg: Config, clock: Clock) -> None:
+        self.consumer, self.clock = consumer, clock
+        self.timeout_ms, self.max_records = cfg.kafka.poll_timeout_ms, cfg.kafka.max_batch
+        self.batches: list[tuple[float, list[list[int]]]] = []
+        self.records = 0
+
+    async def read(self) -> None:
+        """Until cancelled."""
+        while True:
+            got = await self.consumer.getmany(timeout_ms=self.timeout_ms,
+                                              max_records=self.max_records)
+            if got:
+                now = self.clock()
+                parts = [[r.timestamp for r in recs] for recs in got.values()]
+                self.batches.append((now, parts))
+                self.records += sum(map(len, parts))
+
+
+async def _until(task: asyncio.Task[None], count: Callable[[], int], n: int,
+                 limit_s: float) -> bool:
+    """Wait until ``count()`` reaches ``n``; False if ``limit_s`` passed without it. The
+    consumer's ``task`` ending first is the failure (see ``throughput.race_serve``)."""
+    deadline = time.monotonic() + limit_s
+    while count() < n:
+        if time.monotonic() > deadline:
+            return False
+        await race_serve(task, asyncio.sleep(0.05))
+    return True
+
+
+def _batch_seconds(running: Running) -> tuple[float, float]:
+    """The processor's own ``hotpath_batch_seconds`` (getmany → decisions durable): sum, count.
+
+    Beside the end-to-end figures it splits a level's latency into processing and the rest
+    (producer tick, broker, fetch, waiting for the batch before).
+    """
+    got = {s.name: s.value for f in running.metrics.batch_seconds.collect() for s in f.samples}
+    return got["hotpath_batch_seconds_sum"], got["hotpath_batch_seconds_count"]
+
+
+async def _produce_level(bootstrap: str, topic: str, case: str, params: Params,
+                         rate: float) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.open_loop", "--bootstrap", bootstrap,
+        "--topic", topic, "--case", case, "--services", str(params.services),
+        "--rate", repr(rate), "--warmup", repr(params.warmup_s),
+        "--duration", repr(params.duration_s), "--seed", str(params.seed),
+        "--nice", str(PRODUCER_NICE),
+        cwd=REPO, stdout=asyncio.subprocess.PIPE)
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:  # the run failed elsewhere: no producer outlives it
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        raise BenchmarkError(f"open-loop producer at {rate:,.0f} points/s exited "
+                             f"{proc.returncode}")
+    report: dict[str, Any] = orjson.loads(out)
+    return report
+
+
+async def _at_end(consumer: AIOKafkaConsumer) -> None:
+    """Until the group has assigned every partition and each position is fixed at the end
+    of the topic, so the level's first message is read and no earlier level's is."""
+    while len(consumer.assignment()) < PARTITIONS:
+        await asyncio.sleep(0.01)
+    for tp in list(consumer.assignment()):
+        await consumer.position(tp)
+
+
+async def _raw_level(bootstrap: str, topic: str, group: str, case: str, params: Params,
+                     rate: float, cfg: Config, clock: Clock) -> tuple[dict[str, Any], Stamps,
+                                                                      dict[str, Any]]:
+    """One level's schedule read by a plain consumer: the producer's report, the stamps,
+    and what the consumer did not receive within the settle time."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        # A new group per level starting at the end: this level's messages only.
+        auto_offset_reset="latest",
+        session_timeout_ms=cfg.kafka.session_timeout_ms,
+        heartbeat_interval_ms=cfg.kafka.heartbeat_interval_ms,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES)
+    await consumer.start()
+    reader = RawReader(consumer, cfg, clock)
+    reading = asyncio.create_task(reader.read())
+    try:
+        try:
+            await race_serve(reading, asyncio.wait_for(_at_end(consumer), STALL_S))
+        except TimeoutError:
+            raise BenchmarkError(f"raw consumer of {topic}: {PARTITIONS} partitions not "
+                                 f"assigned within {STALL_S:g} s") from None
+        report = await race_serve(reading, _produce_level(bootstrap, topic, case, params, rate))
+        await _until(reading, lambda: reader.records, report["messages"],
+                     max(SETTLE_S, params.duration_s))
+    finally:
+        reading.cancel()
+        await asyncio.wait({reading})
+        await consumer.stop()
+    missing = max(0, report["messages"] - reader.records) * CASES[case]
+    return report, stamps_from_ms(reader.batches), {
+        "unreceived_after_settle": missing, "batches": len(reader.batches)}
+
+
+async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str,
+                       workdir: Path, clock: Clock) -> dict[str, Any]:
+    """Backlog, maximum, then the three levels of one case, with one processor throughout,
+    each followed by the raw consumer at the same rate."""
+    per_message = CASES[case]
+    run_id = uuid.uuid4().hex[:8]
+    topic, raw_topic = (f"bench-latency-{case}-{kind}{run_id}" for kind in ("", "raw-"))
+    for t in (topic, raw_topic):
+        await create_topic(bootstrap, t, PARTITIONS)
+    steps = params.backlog_steps_for(case)
+    values = series_values(params.services, steps, params.seed)
+    encode = point_messages if per_message == 1 else batch_messages
+    # A step a second ending now: the live stream's ts continue from the backlog's.
+    backlog = per_message * await produce(bootstrap, topic, encode(values, clock() - steps))
+    obs = Observer(clock)
+    stop = asyncio.Event()
+    async with ActionReceiver() as actions, PageReceiver() as pages:
+        run_dir = workdir / case
+        run_dir.mkdir(parents=True)
+        cfg = bench_config(bootstrap, redis_url, topic, f"hotpath-{run_id}", run_dir,
+                      actions, pages)
+        serving = asyncio.create_task(serve(cfg, stop, ready=obs.ready))
+        try:
+            if not await _until(serving, lambda: obs.points, backlog, STALL_S):
+                raise BenchmarkError(f"hotpath on {topic}: backlog stalled at "
+                                     f"{obs.points}/{backlog} points")
+            measured, drained = drain_rate(obs.stamps, backlog)
+            max_rate = params.max_rates.get(case, measured)
+            levels, expected = [], backlog
+            for fraction in FRACTIONS:
+                rate = fraction * max_rate
+                before = _batch_seconds(obs.box[0])
+                report = await race_serve(serving, _produce_level(bootstrap, topic, case, params,
+                                                             rate))
+                expected += report["points"]
+                await _until(serving, lambda: obs.points, expected,
+                             max(SETTLE_S, params.duration_s))
+                undecided = max(0, expected - obs.points)
+                spent, batches = (a - b for a, b in zip(_batch_seconds(obs.box[0]), before,
+                                                        strict=True))
+                raw = await race_serve(serving, _raw_level(
+                    bootstrap, raw_topic, f"raw-{run_id}-{round(fraction * 100)}", case,
+                    params, rate, cfg, clock))
+                levels.append((fraction, rate, report, {
+                    "undecided_after_settle": undecided, "batches": int(batches),
+                    "processing_ms_per_batch": 1000 * spent / batches if batches else 0.0},
+                    raw))
+        finally:
+            stop.set()
+            await serving
+        m = obs.box[0].metrics
+        findings = int(m.findings._value.get())
+        dlq = sum(s.value for f in m.dlq.collect() for s in f.samples
+                  if s.name.endswith("_total"))
+    results = [with_raw({**level_result(fraction, rate, report, obs.stamps), **extra},
+                        {**level_result(fraction, rate, raw_report, raw_stamps, per_message),
+                         **raw_extra})
+               for fraction, rate, report, extra, (raw_report, raw_stamps, raw_extra)
+               in levels]
+    return {"case": case, "points_per_message": per_message, "backlog_points": backlog,
+            "backlog_drain_s": drained, "measured_max_points_per_s": measured,
+            "max_points_per_s": max_rate,
+            "max_rate_source": "given" if case in params.max_rates else "measured",
+            "findings": findings, "dlq": int(dlq), "pages": len(pages.pages),
+            "levels": results}
+
+
+NOTES = [
+    "Results compare only with the same machine: the Kafka broker (JVM), redis, the "
+    "open-loop producer process and the processor share its cores.",
+    "The maximum is the backlog drain rate with no producer running; at 90 % of it the "
+    "live producer takes CPU the drain did not pay for, so a kept_up below 1 there can be "
+    "the shared machine, not the hot path alone.",
+    "Latency includes the producer's tick (≤ 1 ms), the broker round trip, the consumer's "
+    "fetch and the batch's processing and durable decisions; a late producer counts too.",
+    "raw: the same schedule on a second topic of the same shape, read by a plain "
+    "AIOKafkaConsumer with the runtime's fetch size, poll timeout and max_records, noting "
+    "receipt time − record timestamp; it runs right after each hotpath level, in this "
+    "process, while hotpath idles on its own topic. It is the ceiling: no consumer in "
+    "this process on this machine sees lower latency.",
+    "raw latency uses the Kafka record timestamp, the intended send time rounded to the "
+    "millisecond: each raw figure is within ±0.5 ms of the exact one (no bias in the mean).",
+    "Both sides weight latency per point: a batch100 record counts as its 100 points.",
+    "raw_over_hotpath_p50/p99 = raw ÷ hotpath at the same level (1 = hotpath adds nothing). "
+    "The guard uses p50 at 50 %: a quick level's p99 rests on a few hundred batches.",
+]
+
+
+async def measure(params: Params, bootstrap: str, redis_url: str, workdir: Path,
+                  *, clock: Clock = time.time, quick: bool = False) -> dict[str, Any]:
+    """Every selected case against the given broker and Redis; the results document."""
+    params.check()
+    results = [await measure_case(case, params, bootstrap, redis_url, workdir, clock)
+               for case in params.cases]
+    return {
+        "benchmark": "latency", "machine": machine_info(),
+        "params": {**asdict(params), "fractions": list(FRACTIONS), "services": params.services,
+                   "partitions": PARTITIONS, "quick": quick},
+        "results": results, "targets": targets(results), "guard": guard(results),
+        "notes": NOTES,
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.latency",
+                                description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--cases", help=f"comma-separated (default {','.join(CASES)})")
+    p.add_argument("--series", type=int, help="distinct series (default 10000; quick 2000)")
+    p.add_argument("--backlog-steps", type=int,
+                   help="points per series drained for the maximum, x10 for batch100 "
+                   "(default 60; quick 60)")
+    p.add_argument("--warmup", type=float, help="seconds per level before measuring "
+                   "(default 3; quick 1)")
+    p.add_argument("--duration", type=float, help="measured seconds per level "
+                   "(default 10; quick 3)")
+    p.add_argument("--max-rate", action="append", default=[], metavar="CASE=POINTS_PER_S",
+                   help="use this maximum instead of measuring it (repeatable)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="short levels for a CI smoke run")
+    p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
+    p.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latency.json")
+    return p
+
+
+def params_from(args: argparse.Namespace) -> Params:
+    """The run's sizes from parsed options; ValueError (with the option) when unusable."""
+    base = Params.quick() if args.quick else Params()
+    given: dict[str, Any] = {k: v for k, v in (
+        ("series", args.series), ("backlog_steps", args.backlog_steps),
+        ("warmup_s", args.warmup), ("duration_s", args.duration)) if v is not None}
+    if args.cases is not None:
+        given["cases"] = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+        if not given["cases"]:
+            raise ValueError("--cases must name at least one case")
+    given["max_rates"] = dict(parse_max_rate(t) for t in args.max_rate)
+    return replace(base, seed=args.seed, **given).check()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        params = params_from(args)
+    except ValueError as e:
+        parser.error(str(e))
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="hotpath-latency-") as tmp, \
+            services(Path(tmp), args.bootstrap, args.redis_url) as (bootstrap, redis_url):
+        doc = uvloop.run(measure(params, bootstrap, redis_url, Path(tmp), quick=args.quick))
+    print(render(doc))
+    print(f"wrote {write_json(args.out, doc)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
