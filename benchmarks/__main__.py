@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,32 @@ def run_process(name: str, argv: list[str], timeout_s: float,
         raise
 
 
+def handed_on(name: str, docs: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """Options one benchmark takes from another's results in this run.
+
+    latency's levels are fractions of the maximum throughput; the throughput benchmark has
+    just measured it as the median of repeated drains, a steadier figure than the single
+    short drain latency would otherwise make (seen swinging 2x between quick runs).
+
+    >>> handed_on("latency", {"throughput": {"results": [
+    ...     {"case": "point", "hotpath_points_per_s": 250000.5},
+    ...     {"case": "batch100", "hotpath_points_per_s": 2e6}]}})
+    ['--max-rate', 'point=250000.5', '--max-rate', 'batch100=2000000.0']
+    >>> handed_on("latency", {"throughput": {}}), handed_on("scaleout", {})
+    ([], [])
+    """
+    source = docs.get("throughput") or {}
+    if name != "latency" or not source.get("results"):
+        return []
+    return [arg for r in source["results"]
+            for arg in ("--max-rate", f"{r['case']}={float(r['hotpath_points_per_s'])!r}")]
+
+
 def run_one(name: str, out: Path, quick: bool, bootstrap: str | None,
-            redis_url: str | None) -> dict[str, Any]:
+            redis_url: str | None, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Run one benchmark in a fresh interpreter (its output goes to ours); its document."""
     out.unlink(missing_ok=True)
-    argv = _argv(name, out, quick, bootstrap, redis_url)
+    argv = [*_argv(name, out, quick, bootstrap, redis_url), *extra]
     print(f"\n===== {name} =====\n$ {' '.join(argv[1:])}", flush=True)
     started = time.monotonic()
     status = run_process(name, argv, TIMEOUT_S[quick])
@@ -236,7 +258,7 @@ def run_all(args: argparse.Namespace) -> int:
         for name in names:
             try:
                 docs[name] = run_one(name, out_dir / f"{name}.json", args.quick,
-                                     bootstrap, redis_url)
+                                     bootstrap, redis_url, handed_on(name, docs))
             except RunError as e:
                 failures.append(str(e))
                 failed.append(name)

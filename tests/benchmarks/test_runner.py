@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import subprocess
 import sys
 import time
@@ -199,3 +200,9 @@ def test_a_run_of_some_benchmarks_keeps_the_others_rows_from_their_json(tmp_path
                    earlier=earlier)
     assert body.splitlines()[-1].endswith(
         "Rows of detectors are from an earlier run (`--only` left them).")
+
+
+def test_the_runner_examples_hold() -> None:
+    # pytest does not collect doctests from a __main__ module; run them here.
+    result = doctest.testmod(runner, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 7 and result.failed == 0
