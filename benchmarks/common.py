@@ -6,14 +6,17 @@ Results are only comparable with the machine they ran on, so every JSON document
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
+from hotpath.gc_tuning import tune_gc
 from hotpath.services.kafka_broker import KafkaBroker, default_libs_dir, libs_ready
 from hotpath.services.redis_server import RedisServer
 
@@ -177,6 +182,31 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
     return "\n".join([line(list(headers)), line(["-" * w for w in widths]),
                       *(line(r) for r in cells)])
+
+
+def add_run_options(p: argparse.ArgumentParser, out: Path, quick_help: str) -> None:
+    """The options every service-backed benchmark takes (the ``all`` runner passes them)."""
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
+    p.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    p.add_argument("--out", type=Path, default=out)
+
+
+def run_and_report(args: argparse.Namespace, name: str,
+                   measure: Callable[[str, str, Path], Coroutine[Any, Any, dict[str, Any]]],
+                   render: Callable[[dict[str, Any]], str], *, serves_here: bool) -> int:
+    """Start (or use) Kafka and Redis, ``measure(bootstrap, redis_url, workdir)`` on uvloop,
+    print the table, write the JSON to ``args.out``. ``serves_here``: the benchmark runs
+    ``serve()`` in this process, which then gets ``hotpath run``'s collector settings."""
+    logging.basicConfig(level=logging.WARNING)
+    if serves_here:
+        tune_gc()
+    with tempfile.TemporaryDirectory(prefix=f"hotpath-{name}-") as tmp, \
+            services(Path(tmp), args.bootstrap, args.redis_url) as (bootstrap, redis_url):
+        doc = uvloop.run(measure(bootstrap, redis_url, Path(tmp)))
+    print(render(doc))
+    print(f"wrote {write_json(args.out, doc)}")
+    return 0
 
 
 @contextmanager

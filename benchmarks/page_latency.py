@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import math
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -45,23 +43,21 @@ from typing import Any
 
 import numpy as np
 import orjson
-import uvloop
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import (
     RESULTS_DIR,
+    add_run_options,
     format_table,
     machine_info,
     mark_when,
-    services,
+    run_and_report,
     target,
-    write_json,
 )
 from benchmarks.promstack import DEFAULT, FAST, Setting, measure_setting, missing_binaries
 from benchmarks.throughput import BenchmarkError, bench_config, produce, race_serve
 from hotpath.config import Config
 from hotpath.demo.receivers import ActionReceiver, PageReceiver
-from hotpath.gc_tuning import tune_gc
 from hotpath.runtime import Running, serve
 from hotpath.services.kafka_admin import create_topic
 
@@ -482,11 +478,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="trials per Prometheus setting (default 12; quick 8)")
     p.add_argument("--history", type=int, help="backfilled points per series (default 120)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--quick", action="store_true",
-                   help="CI run: fewer trials, and the 15 s Prometheus setting skipped")
-    p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
-    p.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "page_latency.json")
+    add_run_options(p, RESULTS_DIR / "page_latency.json",
+                    "CI run: fewer trials, and the 15 s Prometheus setting skipped")
     return p
 
 
@@ -500,14 +493,11 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(base, seed=args.seed, **given).check()
     except ValueError as e:
         parser.error(str(e))
-    logging.basicConfig(level=logging.WARNING)
-    tune_gc()  # serve() runs in this process: give it `hotpath run`'s collector settings
-    with tempfile.TemporaryDirectory(prefix="hotpath-page-latency-") as tmp, \
-            services(Path(tmp), args.bootstrap, args.redis_url) as (bootstrap, redis_url):
-        doc = uvloop.run(measure(params, bootstrap, redis_url, Path(tmp), quick=args.quick))
-    print(render(doc))
-    print(f"wrote {write_json(args.out, doc)}")
-    return 0
+    return run_and_report(
+        args, "page-latency",
+        lambda bootstrap, redis_url, tmp: measure(params, bootstrap, redis_url, tmp,
+                                                  quick=args.quick),
+        render, serves_here=True)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,17 +36,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import uvloop
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import (
     RESULTS_DIR,
+    add_run_options,
     format_table,
     machine_info,
     median,
-    services,
+    run_and_report,
     target,
-    write_json,
 )
 from benchmarks.scaleout_procs import (
     HEARTBEAT_MS,
@@ -393,10 +390,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, help="runs of each group size (default 3; quick 1)")
     p.add_argument("--sample-ms", type=int, help=f"counter poll (default {DEFAULT_SAMPLE_MS})")
     p.add_argument("--seed", type=int, help="seed of the values (default 7)")
-    p.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run")
-    p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
-    p.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "scaleout.json")
+    add_run_options(p, RESULTS_DIR / "scaleout.json", "short sizes for the CI guard")
     return p
 
 
@@ -410,13 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(base, **given).check()
     except ValueError as e:
         parser.error(str(e))
-    logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="hotpath-scaleout-") as tmp, \
-            services(Path(tmp), args.bootstrap, args.redis_url) as (bootstrap, redis_url):
-        doc = uvloop.run(measure(params, bootstrap, redis_url, Path(tmp), quick=args.quick))
-    print(render(doc))
-    print(f"wrote {write_json(args.out, doc)}")
-    return 0
+    # The processors are `hotpath run` processes; this one only produces and samples.
+    return run_and_report(
+        args, "scaleout",
+        lambda bootstrap, redis_url, tmp: measure(params, bootstrap, redis_url, tmp,
+                                                  quick=args.quick),
+        render, serves_here=False)
 
 
 if __name__ == "__main__":

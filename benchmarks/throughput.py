@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import logging
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +38,6 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 import orjson
-import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.common import (
@@ -48,19 +45,18 @@ from benchmarks.common import (
     RESULTS_DIR,
     Mark,
     Timing,
+    add_run_options,
     format_table,
     machine_info,
     mark,
     mark_when,
     median,
     render_targets,
-    services,
+    run_and_report,
     target,
-    write_json,
 )
 from hotpath.config import Config, load_config, with_overrides
 from hotpath.demo.receivers import ActionReceiver, PageReceiver
-from hotpath.gc_tuning import tune_gc
 from hotpath.processor import BatchResult
 from hotpath.runtime import Running, serve
 from hotpath.services.kafka_admin import create_topic
@@ -444,10 +440,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-messages", type=int, help="batch messages (default messages/100)")
     p.add_argument("--repeat", type=int, help="runs per measurement (default 3; quick 3)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run")
-    p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
-    p.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "throughput.json")
+    add_run_options(p, RESULTS_DIR / "throughput.json", "short sizes for the CI guard")
     return p
 
 
@@ -461,14 +454,11 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(base, seed=args.seed, **given).check()
     except ValueError as e:
         parser.error(str(e))
-    logging.basicConfig(level=logging.WARNING)
-    tune_gc()
-    with tempfile.TemporaryDirectory(prefix="hotpath-throughput-") as tmp, \
-            services(Path(tmp), args.bootstrap, args.redis_url) as (bootstrap, redis_url):
-        doc = uvloop.run(measure(params, bootstrap, redis_url, Path(tmp), quick=args.quick))
-    print(render(doc))
-    print(f"wrote {write_json(args.out, doc)}")
-    return 0
+    return run_and_report(
+        args, "throughput",
+        lambda bootstrap, redis_url, tmp: measure(params, bootstrap, redis_url, tmp,
+                                                  quick=args.quick),
+        render, serves_here=True)
 
 
 if __name__ == "__main__":
