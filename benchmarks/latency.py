@@ -2,7 +2,7 @@
 beside raw aiokafka's produce→receipt latency at the same rates.
 
     python -m benchmarks.latency [--quick] [--cases point,batch100] [--series S]
-                                 [--backlog-steps K] [--warmup S] [--duration S]
+                                 [--backlog-steps K] [--warmup S] [--duration S] [--probe S]
                                  [--max-rate CASE=POINTS_PER_S ...] [--seed SEED]
                                  [--bootstrap HOST:PORT] [--redis-url URL] [--out PATH]
 
@@ -10,17 +10,26 @@ Per case (``point``: one point per message; ``batch100``: 100 metrics per messag
 fresh 4-partition topic of a real Apache Kafka broker, with one ``hotpath.runtime.serve``
 running throughout:
 
-1. **Maximum throughput.** A backlog of ``K`` steps (10 K for batch100) of every series
+1. **Drain maximum.** A backlog of ``K`` steps (10 K for batch100) of every series
    (the steady-state noisy workload of ``benchmarks.throughput``, ts in the past) is
    produced first, then drained: points ÷ wall seconds from its first batch's decision to
-   its last is the maximum (``--max-rate`` gives it instead). The backlog also takes every
-   detector past its warm-up, so the measured levels see no warm-up alerts.
-2. **Levels.** At 10 %, 50 % and 90 % of that maximum, ``benchmarks.open_loop`` runs as
+   its last is the drain maximum (``--max-rate`` gives this ceiling instead). The backlog
+   also takes every detector past its warm-up, so the measured levels see no warm-up alerts.
+2. **Live maximum.** The drain runs with nothing else on the machine; live, the producer
+   process and the broker share its cores with hotpath, which then decides much less (on
+   2 cores, 10,000 series: drain 449k points/s, live about half). So the open-loop
+   producer offers the ceiling for ``--probe`` seconds (after a 1 s warm-up): if hotpath
+   falls behind, its decided points/s inside the producer's window is its capacity with a
+   producer running, and a second probe offers 1.25x that (a lighter producer, nearer the
+   levels' load). Each probe is followed by a catch-up until everything produced is
+   decided. The levels are fractions of min(most decided/s in a probe, ceiling)
+   (``benchmarks.latency_stats.next_probe``/``chosen_max``); ``--probe 0`` skips this.
+3. **Levels.** At 10 %, 50 % and 90 % of that maximum, ``benchmarks.open_loop`` runs as
    its own process: a fixed schedule whose messages carry their *intended* send time as
    ``ts`` and as their Kafka timestamp (a producer that falls behind counts as latency: no
    coordinated omission). After a warm-up, every point whose ts lies in the ``--duration``
    window is measured.
-3. **Raw, beside each level.** Right after it, the same schedule is produced again to a
+4. **Raw, beside each level.** Right after it, the same schedule is produced again to a
    second topic of the same shape (partitions, keys) and read by a plain
    ``AIOKafkaConsumer`` with the runtime's settings (fetch size, ``getmany`` timeout and
    ``max_records``) that does nothing but note each record's timestamp: the latency any
@@ -45,9 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -56,22 +63,24 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from benchmarks.common import (
     REPO,
     RESULTS_DIR,
+    add_run_options,
     machine_info,
-    services,
-    write_json,
+    run_and_report,
 )
 from benchmarks.latency_stats import (
     FRACTIONS,
     Stamps,
+    chosen_max,
     drain_rate,
     guard,
     level_result,
+    next_probe,
+    probe_result,
     render,
     stamps_from_ms,
     targets,
@@ -107,6 +116,9 @@ BATCH_BACKLOG_FACTOR = 10
 # After a level, the processor gets this long (and at least the level's duration) to decide
 # what is left before the next level starts; what it did not decide is reported.
 SETTLE_S = 5.0
+# A probe overloads hotpath from its first tick: one second lets the producer's start and
+# hotpath's first fetches of the probe pass before decided/s is counted.
+PROBE_WARMUP_S = 1.0
 
 Clock = Callable[[], float]
 
@@ -129,6 +141,9 @@ class Params:
     backlog_steps: int = 60
     warmup_s: float = 3.0
     duration_s: float = 10.0
+    # Each live-maximum probe: 5 s of decided batches average over the ~100 ms swings of a
+    # shared machine; 0 skips the probes.
+    probe_s: float = 5.0
     cases: tuple[str, ...] = tuple(CASES)
     max_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 7
@@ -136,7 +151,7 @@ class Params:
     @classmethod
     def quick(cls) -> Params:
         """CI sizes: a few seconds per level; a backlog that drains in about half a second."""
-        return cls(series=2_000, backlog_steps=60, warmup_s=1.0, duration_s=3.0)
+        return cls(series=2_000, backlog_steps=60, warmup_s=1.0, duration_s=3.0, probe_s=2.0)
 
     @property
     def services(self) -> int:
@@ -157,6 +172,8 @@ class Params:
             raise ValueError(f"--warmup {self.warmup_s:g} must not be negative")
         if self.duration_s <= 0:
             raise ValueError(f"--duration {self.duration_s:g} must be greater than 0")
+        if self.probe_s < 0:
+            raise ValueError(f"--probe {self.probe_s:g} must not be negative (0 skips it)")
         for case in (*self.cases, *self.max_rates):
             if case not in CASES:
                 raise ValueError(f"unknown case {case!r}: choose from {', '.join(CASES)}")
@@ -250,12 +267,12 @@ def _batch_seconds(running: Running) -> tuple[float, float]:
 
 
 async def _produce_level(bootstrap: str, topic: str, case: str, params: Params,
-                         rate: float) -> dict[str, Any]:
+                         rate: float, warmup_s: float, duration_s: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.open_loop", "--bootstrap", bootstrap,
         "--topic", topic, "--case", case, "--services", str(params.services),
-        "--rate", repr(rate), "--warmup", repr(params.warmup_s),
-        "--duration", repr(params.duration_s), "--seed", str(params.seed),
+        "--rate", repr(rate), "--warmup", repr(warmup_s),
+        "--duration", repr(duration_s), "--seed", str(params.seed),
         "--nice", str(PRODUCER_NICE),
         cwd=REPO, stdout=asyncio.subprocess.PIPE)
     try:
@@ -301,7 +318,8 @@ async def _raw_level(bootstrap: str, topic: str, group: str, case: str, params: 
         except TimeoutError:
             raise BenchmarkError(f"raw consumer of {topic}: {PARTITIONS} partitions not "
                                  f"assigned within {STALL_S:g} s") from None
-        report = await race_serve(reading, _produce_level(bootstrap, topic, case, params, rate))
+        report = await race_serve(reading, _produce_level(
+            bootstrap, topic, case, params, rate, params.warmup_s, params.duration_s))
         await _until(reading, lambda: reader.records, report["messages"],
                      max(SETTLE_S, params.duration_s))
     finally:
@@ -340,13 +358,25 @@ async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str
                 raise BenchmarkError(f"hotpath on {topic}: backlog stalled at "
                                      f"{obs.points}/{backlog} points")
             measured, drained = drain_rate(obs.stamps, backlog)
-            max_rate = params.max_rates.get(case, measured)
-            levels, expected = [], backlog
+            ceiling_source = "given" if case in params.max_rates else "drain"
+            ceiling = params.max_rates.get(case, measured)
+            expected, probes = backlog, list[dict[str, Any]]()
+            while params.probe_s > 0 and (offered := next_probe(ceiling, probes)) is not None:
+                report = await race_serve(serving, _produce_level(
+                    bootstrap, topic, case, params, offered, PROBE_WARMUP_S, params.probe_s))
+                probes.append(probe_result(offered, report, obs.stamps))
+                expected += report["points"]
+                if not await _until(serving, lambda: obs.points, expected, STALL_S):
+                    raise BenchmarkError(f"hotpath on {topic}: no catch-up after the probe "
+                                         f"at {offered:,.0f} points/s "
+                                         f"({obs.points}/{expected} points)")
+            max_rate, source = chosen_max(ceiling, ceiling_source, probes)
+            levels = []
             for fraction in FRACTIONS:
                 rate = fraction * max_rate
                 before = _batch_seconds(obs.box[0])
-                report = await race_serve(serving, _produce_level(bootstrap, topic, case, params,
-                                                             rate))
+                report = await race_serve(serving, _produce_level(
+                    bootstrap, topic, case, params, rate, params.warmup_s, params.duration_s))
                 expected += report["points"]
                 await _until(serving, lambda: obs.points, expected,
                              max(SETTLE_S, params.duration_s))
@@ -373,9 +403,12 @@ async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str
                for fraction, rate, report, extra, (raw_report, raw_stamps, raw_extra)
                in levels]
     return {"case": case, "points_per_message": per_message, "backlog_points": backlog,
-            "backlog_drain_s": drained, "measured_max_points_per_s": measured,
-            "max_points_per_s": max_rate,
-            "max_rate_source": "given" if case in params.max_rates else "measured",
+            "backlog_drain_s": drained, "drain_max_points_per_s": measured,
+            "given_max_points_per_s": params.max_rates.get(case),
+            "probes": probes,
+            "live_max_points_per_s": max((p["decided_points_per_s"] for p in probes),
+                                         default=None),
+            "max_points_per_s": max_rate, "max_rate_source": source,
             "findings": findings, "dlq": int(dlq), "pages": len(pages.pages),
             "levels": results}
 
@@ -383,9 +416,16 @@ async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str
 NOTES = [
     "Results compare only with the same machine: the Kafka broker (JVM), redis, the "
     "open-loop producer process and the processor share its cores.",
-    "The maximum is the backlog drain rate with no producer running; at 90 % of it the "
-    "live producer takes CPU the drain did not pay for, so a kept_up below 1 there can be "
-    "the shared machine, not the hot path alone.",
+    "The levels are fractions of max_points_per_s, from max_rate_source: 'live probe' is "
+    "the most hotpath decided per second while the open-loop producer offered more than it "
+    "could take (probes), when under the ceiling: the backlog drain rate ('drain', nothing "
+    "else running) or the throughput benchmark's rate handed over by --max-rate ('given'). "
+    "Live, the producer process (about half a core at 225k points/s) and the broker share "
+    "the cores with hotpath, so its live capacity is well under its drain rate; levels of "
+    "the drain rate would lie beyond what this machine sustains in this set-up.",
+    "A probe's producer offers at least the level's rate, so the live maximum is a low "
+    "estimate of the capacity at the 90 % level's load: a kept_up below 1 there is "
+    "hotpath or the shared machine, not an unreachable level.",
     "Latency includes the producer's tick (≤ 1 ms), the broker round trip, the consumer's "
     "fetch and the batch's processing and durable decisions; a late producer counts too.",
     "raw: the same schedule on a second topic of the same shape, read by a plain "
@@ -428,13 +468,14 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 3; quick 1)")
     p.add_argument("--duration", type=float, help="measured seconds per level "
                    "(default 10; quick 3)")
+    p.add_argument("--probe", type=float, help="seconds of each live-maximum probe "
+                   "(default 5; quick 2); 0 skips the probes: the levels are then fractions "
+                   "of the drain or --max-rate maximum")
     p.add_argument("--max-rate", action="append", default=[], metavar="CASE=POINTS_PER_S",
-                   help="use this maximum instead of measuring it (repeatable)")
+                   help="use this ceiling instead of the drain rate (repeatable); the probes "
+                   "offer it, and the levels use it when hotpath keeps up with it live")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--quick", action="store_true", help="short levels for a CI smoke run")
-    p.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
-    p.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latency.json")
+    add_run_options(p, RESULTS_DIR / "latency.json", "short levels for the CI guard")
     return p
 
 
@@ -443,7 +484,8 @@ def params_from(args: argparse.Namespace) -> Params:
     base = Params.quick() if args.quick else Params()
     given: dict[str, Any] = {k: v for k, v in (
         ("series", args.series), ("backlog_steps", args.backlog_steps),
-        ("warmup_s", args.warmup), ("duration_s", args.duration)) if v is not None}
+        ("warmup_s", args.warmup), ("duration_s", args.duration),
+        ("probe_s", args.probe)) if v is not None}
     if args.cases is not None:
         given["cases"] = tuple(c.strip() for c in args.cases.split(",") if c.strip())
         if not given["cases"]:
@@ -459,13 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         params = params_from(args)
     except ValueError as e:
         parser.error(str(e))
-    logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="hotpath-latency-") as tmp, \
-            services(Path(tmp), args.bootstrap, args.redis_url) as (bootstrap, redis_url):
-        doc = uvloop.run(measure(params, bootstrap, redis_url, Path(tmp), quick=args.quick))
-    print(render(doc))
-    print(f"wrote {write_json(args.out, doc)}")
-    return 0
+    # serve() runs in this process: it gets `hotpath run`'s collector settings.
+    return run_and_report(
+        args, "latency",
+        lambda bootstrap, redis_url, tmp: measure(params, bootstrap, redis_url, tmp,
+                                                  quick=args.quick),
+        render, serves_here=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,13 @@ HDR_RANGE_US = (1, 3_600_000_000, 3)
 # late tick, a GC pause, shows in the max but does not decide a p99).
 PRODUCER_RATE_FLOOR = 0.95
 PRODUCER_LAG_LIMIT_S = TARGET_P99_MS / 1000
+# A probe decided under this share of what was produced in its window: hotpath was the
+# limit (overloaded), so its decided/s is its live capacity at that producer load.
+PROBE_KEPT_UP = 0.95
+# After an overloaded first probe, the second offers this much above its decided/s: still
+# an overload if that was the capacity, yet a lighter producer than the first's (the
+# producer's CPU grows with its rate, and every core it takes is one hotpath lacks).
+PROBE_STEP = 1.25
 
 Stamps = list[tuple[float, list[npt.NDArray[np.float64]]]]
 
@@ -137,12 +144,86 @@ def producer_limited(offered: float, achieved: float, p99_lag_s: float) -> bool:
     return achieved < PRODUCER_RATE_FLOOR * offered or p99_lag_s > PRODUCER_LAG_LIMIT_S
 
 
+def window(producer: dict[str, Any]) -> tuple[float, float]:
+    """The measured window of intended (and wall) time of an open-loop producer's report:
+    after its warm-up, for its duration.
+
+    >>> window({"start": 100.0, "warmup_s": 1.0, "duration_s": 2.0})
+    (101.0, 103.0)
+    """
+    lo = producer["start"] + producer["warmup_s"]
+    return lo, lo + producer["duration_s"]
+
+
+def probe_result(offered: float, producer: dict[str, Any], stamps: Stamps,
+                 weight: int = 1) -> dict[str, Any]:
+    """One live probe: what was offered, produced and decided per second in the window.
+
+    Decided/s counts batches by decision time inside the window, while the producer ran:
+    hotpath's rate with the producer's load on the machine. ``overloaded`` when it decided
+    under ``PROBE_KEPT_UP`` of what was produced: then that rate is its capacity.
+
+    >>> r = probe_result(1000.0, {"start": 0.0, "warmup_s": 1.0, "duration_s": 2.0,
+    ...                           "window": {"achieved_points_per_s": 990.0}},
+    ...                  [(0.5, [np.ones(500)]), (1.5, [np.ones(600)]), (2.9, [np.ones(600)])])
+    >>> r["decided_points_per_s"], r["overloaded"]
+    (600.0, True)
+    """
+    produced = float(producer["window"]["achieved_points_per_s"])
+    decided = decided_rate(stamps, *window(producer), weight)
+    return {"offered_points_per_s": offered, "producer_points_per_s": produced,
+            "decided_points_per_s": decided,
+            "overloaded": decided < PROBE_KEPT_UP * produced}
+
+
+def next_probe(ceiling: float, probes: Sequence[dict[str, Any]]) -> float | None:
+    """The next probe's offered points/s, or None when the probes are done.
+
+    The first offers the ceiling (the drain or given maximum): offering more could only
+    lower the figure kept, min(live, ceiling), by loading the machine with a busier
+    producer. When hotpath kept up, the ceiling stands. When it was overloaded, the
+    producer ran faster than at any level, so its decided/s is a low estimate: a second
+    probe offers ``PROBE_STEP`` x that (if still under the ceiling).
+
+    >>> next_probe(400.0, []), next_probe(400.0, [{"overloaded": False}])
+    (400.0, None)
+    >>> next_probe(400.0, [{"overloaded": True, "decided_points_per_s": 200.0}])
+    250.0
+    >>> next_probe(400.0, [{"overloaded": True, "decided_points_per_s": 360.0}]) is None
+    True
+    """
+    if not probes:
+        return ceiling
+    last = probes[-1]
+    if len(probes) > 1 or not last["overloaded"]:
+        return None
+    step = PROBE_STEP * float(last["decided_points_per_s"])
+    return step if step < ceiling else None
+
+
+def chosen_max(ceiling: float, ceiling_source: str,
+               probes: Sequence[dict[str, Any]]) -> tuple[float, str]:
+    """The maximum the levels are fractions of, and where it came from: the most hotpath
+    decided per second in any probe (each a rate it reached with the producer running),
+    when under the ceiling; else the ceiling.
+
+    >>> chosen_max(400.0, "drain", [{"decided_points_per_s": 200.0},
+    ...                            {"decided_points_per_s": 240.0}])
+    (240.0, 'live probe')
+    >>> chosen_max(400.0, "given", [{"decided_points_per_s": 401.0}])
+    (400.0, 'given')
+    >>> chosen_max(400.0, "drain", [])
+    (400.0, 'drain')
+    """
+    live = max((p["decided_points_per_s"] for p in probes), default=ceiling)
+    return (live, "live probe") if live < ceiling else (ceiling, ceiling_source)
+
+
 def level_result(fraction: float, offered: float, producer: dict[str, Any],
                  stamps: Stamps, weight: int = 1) -> dict[str, Any]:
     """One level's figures from the producer's report and the consumer's stamps, each
     stamped ts counted as ``weight`` points."""
-    lo = producer["start"] + producer["warmup_s"]
-    hi = lo + producer["duration_s"]
+    lo, hi = window(producer)
     h = histogram(latencies_us(stamps, lo, hi), weight)
     w = producer["window"]
     decided = decided_rate(stamps, lo, hi, weight)
@@ -230,6 +311,19 @@ def _limited(lv: dict[str, Any]) -> str:
     return "both" if len(sides) == 2 else "".join(sides)
 
 
+def _max_sources(r: dict[str, Any]) -> str:
+    """Where a case's maximum came from, with the other maxima measured beside it.
+
+    >>> _max_sources({"max_rate_source": "live probe", "live_max_points_per_s": 2.2e5,
+    ...               "drain_max_points_per_s": 3.1e5, "given_max_points_per_s": 4.5e5})
+    'live probe; live 220,000, drain 310,000, given 450,000'
+    """
+    others = [f"{kind} {r[f'{kind}_max_points_per_s']:,.0f}" for kind in ("live", "drain", "given")
+              if r.get(f"{kind}_max_points_per_s") is not None]
+    return "; ".join([r["max_rate_source"], ", ".join(others)] if others else
+                     [r["max_rate_source"]])
+
+
 def render(doc: dict[str, Any]) -> str:
     """One row per case and level, hotpath's latency beside raw aiokafka's."""
     rows = [[r["case"], f"{lv['fraction']:.0%}", lv["offered_points_per_s"],
@@ -239,7 +333,7 @@ def render(doc: dict[str, Any]) -> str:
              lv["producer_p99_lag_ms"], _limited(lv)]
             for r in doc["results"] for lv in r["levels"]]
     p, mach = doc["params"], doc["machine"]
-    maxes = ", ".join(f"{r['case']} {r['max_points_per_s']:,.0f} pts/s ({r['max_rate_source']})"
+    maxes = ", ".join(f"{r['case']} {r['max_points_per_s']:,.0f} pts/s ({_max_sources(r)})"
                       for r in doc["results"])
     head = (f"latency: produce→decision (raw: produce→receipt by plain aiokafka), "
             f"{p['series']:,} series, {p['duration_s']:g} s per level; max {maxes}; "

@@ -63,6 +63,7 @@ async def test_raw_reader_notes_one_clock_reading_and_the_timestamps_per_poll() 
 
 def test_quick_params_stay_past_the_detector_warm_up() -> None:
     q = Params.quick().check()
+    assert 0 < q.probe_s <= Params().probe_s
     assert q.backlog_steps_for("point") >= 30
     assert q.backlog_steps_for("batch100") == 10 * q.backlog_steps
 
@@ -73,6 +74,7 @@ def test_quick_params_stay_past_the_detector_warm_up() -> None:
     (["--backlog-steps", "29"], "--backlog-steps 29 must be at least 30 (the detectors' warm-up)"),
     (["--warmup", "-1"], "--warmup -1 must not be negative"),
     (["--duration", "0"], "--duration 0 must be greater than 0"),
+    (["--probe", "-1"], "--probe -1 must not be negative (0 skips it)"),
     (["--cases", "point,batch7"], "unknown case 'batch7': choose from point, batch100"),
     (["--cases", ","], "--cases must name at least one case"),
     (["--max-rate", "point"], "--max-rate 'point' must be CASE=POINTS_PER_S, e.g. point=250000"),

@@ -11,17 +11,21 @@ from hdrh.histogram import HdrHistogram
 from benchmarks.latency_stats import (
     PERCENTILES,
     Stamps,
+    chosen_max,
     decided_rate,
     drain_rate,
     guard,
     histogram,
     latencies_us,
     level_result,
+    next_probe,
+    probe_result,
     producer_limited,
     render,
     stamps_from_ms,
     summary,
     targets,
+    window,
     with_raw,
 )
 
@@ -78,6 +82,42 @@ def test_drain_rate_needs_more_than_one_batch_and_every_point() -> None:
     with pytest.raises(ValueError) as short:
         drain_rate([(1.0, [np.ones(5)]), (2.0, [np.ones(5)])], 20)
     assert str(short.value) == "only 10 of 20 points were decided"
+
+
+def test_a_probe_counts_decisions_inside_the_producer_window_only() -> None:
+    producer = {**_producer(), "window": {"achieved_points_per_s": 1000.0}}
+    assert window(producer) == (101.0, 103.0)
+    # Before the window: the probe's start-up; after it: the catch-up with no producer.
+    stamps: Stamps = [(100.5, [np.ones(900)]), (101.0, [np.ones(400)]),
+                      (102.9, [np.ones(300), np.ones(300)]), (103.0, [np.ones(5000)])]
+    r = probe_result(1200.0, producer, stamps)
+    assert r == {"offered_points_per_s": 1200.0, "producer_points_per_s": 1000.0,
+                 "decided_points_per_s": 500.0, "overloaded": True}
+    kept = probe_result(1000.0, producer, [(101.0 + i / 10, [np.ones(100)]) for i in range(20)])
+    assert (kept["decided_points_per_s"], kept["overloaded"]) == (1000.0, False)
+
+
+def _probe(decided: float, overloaded: bool) -> dict[str, Any]:
+    return {"decided_points_per_s": decided, "overloaded": overloaded}
+
+
+@pytest.mark.parametrize(("probes", "offered"), [
+    ([], 449_000.0),                                      # first: the ceiling itself
+    ([_probe(449_000.0, False)], None),                   # kept up with the ceiling: done
+    ([_probe(200_000.0, True)], 250_000.0),               # overloaded: a lighter producer
+    ([_probe(400_000.0, True)], None),                    # 1.25x would pass the ceiling
+    ([_probe(200_000.0, True), _probe(230_000.0, True)], None),  # two probes at most
+])
+def test_next_probe(probes: list[dict[str, Any]], offered: float | None) -> None:
+    assert next_probe(449_000.0, probes) == offered
+
+
+def test_the_maximum_is_the_most_decided_live_when_under_the_ceiling() -> None:
+    # The lighter second probe decided more: the first's busier producer held hotpath back.
+    probes = [_probe(210_000.0, True), _probe(235_000.0, True)]
+    assert chosen_max(449_000.0, "drain", probes) == (235_000.0, "live probe")
+    assert chosen_max(449_000.0, "given", [_probe(450_000.0, False)]) == (449_000.0, "given")
+    assert chosen_max(449_000.0, "drain", []) == (449_000.0, "drain")
 
 
 @pytest.mark.parametrize(("offered", "achieved", "lag", "limited"), [
@@ -141,7 +181,9 @@ def _doc() -> dict[str, Any]:
                "kept_up": kept_up}
         return with_raw(hot, {"p50_ms": 1.5, "p99_ms": p99 / 2,
                               "producer_limited": fraction >= 0.5})
-    results = [{"case": "batch100", "max_points_per_s": 2e6, "max_rate_source": "measured",
+    results = [{"case": "batch100", "max_points_per_s": 1.5e6, "max_rate_source": "live probe",
+                "live_max_points_per_s": 1.5e6, "drain_max_points_per_s": 2e6,
+                "given_max_points_per_s": None,
                 "levels": [level(0.1, 3.0, 1.0), level(0.5, 12.5, 1.0),
                            level(0.9, 80.0, 0.93)]}]
     return {"params": {"series": 10_000, "duration_s": 10.0},
@@ -163,7 +205,8 @@ def test_render_prints_raw_beside_hotpath_and_which_producer_limited() -> None:
     lines = render(_doc()).splitlines()
     assert lines[0].startswith("latency: produce→decision (raw: produce→receipt by plain "
                                "aiokafka), 10,000 series, 10 s per level; max batch100 "
-                               "2,000,000 pts/s (measured)")
+                               "1,500,000 pts/s (live probe; live 1,500,000, drain "
+                               "2,000,000)")
     header = lines[1].split()
     assert header[5:9] == ["p50", "ms", "raw", "p50"]
     rows = [ln.split() for ln in lines[3:6]]
