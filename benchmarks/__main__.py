@@ -273,15 +273,10 @@ def run_all(args: argparse.Namespace) -> int:
             print(f"left {README} as it was: {left}")
     else:
         table, earlier = _with_earlier_results(measured, out_dir)
-        body = section(table, machine_info(), versions(),
-                       dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), earlier=earlier)
         try:
-            README.write_text(update(README.read_text(encoding="utf-8"), body),
-                              encoding="utf-8")
+            print(write_readme(table, earlier))
         except ReadmeError as e:
             failures.append(str(e))
-        else:
-            print(f"wrote the performance table in {README}")
     bad = [c for c in checks if not c.ok]
     for c in bad:
         failures.append(f"{c.benchmark}.{c.name} {c.reason}")
@@ -307,12 +302,34 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--floors", type=Path, default=FLOORS, help="the guard's floors (TOML)")
     a.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
     a.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    sub.add_parser("readme", help="rewrite the README table from benchmarks/results/*.json")
     return p
+
+
+def write_readme(docs: dict[str, dict[str, Any]], earlier: list[str],
+                 when: dt.datetime | None = None) -> str:
+    """Rewrite the table in README.md (measured ``when``, default now); what to print."""
+    when = when or dt.datetime.now(dt.UTC)
+    body = section(docs, machine_info(), versions(), when.strftime("%Y-%m-%d"),
+                   earlier=earlier)
+    README.write_text(update(README.read_text(encoding="utf-8"), body), encoding="utf-8")
+    return f"wrote the performance table in {README}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        # Every row from an earlier run's JSON, dated by the newest of those files.
+        table, _ = _with_earlier_results({}, RESULTS_DIR)
+        stamps = [(RESULTS_DIR / f"{n}.json").stat().st_mtime for n in table]
+        when = dt.datetime.fromtimestamp(max(stamps), dt.UTC) if stamps else None
+        try:
+            print(write_readme(table, [], when))
+        except ReadmeError as e:
+            print(f"README.md not rewritten: {e}", file=sys.stderr)
+            return 1
+        return 0
     try:
         _selection(args.only)
         load_floors(args.floors)

@@ -64,7 +64,21 @@ def _value(t: Mapping[str, Any]) -> object:
 
 def _met(t: Mapping[str, Any]) -> str:
     met = t.get("met")
-    return "not measured" if met is None else ("yes" if met else "**no**")
+    verdict = "not measured" if met is None else ("yes" if met else "**no**")
+    context = []
+    if "raw_p99_ms" in t:  # the latency ceiling at the same rate, measured beside it
+        context.append(f"raw aiokafka {t['raw_p99_ms']:.1f} ms")
+    if t.get("producer_limited"):
+        context.append("producer-limited")
+    if t.get("note"):
+        context.append(str(t["note"]))
+    return verdict + (f" ({'; '.join(context)})" if context else "")
+
+
+def _name(t: Mapping[str, Any]) -> str:
+    """The target's name, with its case when several cases share one name."""
+    case = t.get("case")
+    return f"{t['name']} ({case})" if case and case not in t["name"] else str(t["name"])
 
 
 def section(docs: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any],
@@ -85,7 +99,7 @@ def section(docs: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any],
     """
     head = ["benchmark", "target", "measured", "goal", "unit", "met"]
     body = ["| " + " | ".join(format_cell(v) for v in
-                              [bench, t["name"], _value(t), float(t["target"]), t["unit"],
+                              [bench, _name(t), _value(t), float(t["target"]), t["unit"],
                                _met(t)]) + " |"
             for bench, doc in docs.items() for t in doc.get("targets", [])]
     lib_text = ", ".join(f"{k} {v}" for k, v in libs.items())

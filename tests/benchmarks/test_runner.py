@@ -206,3 +206,13 @@ def test_the_runner_examples_hold() -> None:
     # pytest does not collect doctests from a __main__ module; run them here.
     result = doctest.testmod(runner, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 7 and result.failed == 0
+
+
+def test_rows_name_their_case_and_carry_the_ceiling_beside_the_verdict() -> None:
+    doc = {"targets": [{"name": "p99_at_50pct", "value": 32.5, "target": 20.0, "unit": "ms",
+                        "met": False, "case": "point", "raw_p99_ms": 33.31,
+                        "producer_limited": True}]}
+    body = section({"latency": doc}, {"cores": 2, "python": "3.11.7", "platform": "L"}, {},
+                   "2026-11-26")
+    assert body.splitlines()[4] == ("| latency | p99_at_50pct (point) | 32.50 | 20.00 | ms | "
+                                    "**no** (raw aiokafka 33.3 ms; producer-limited) |")
