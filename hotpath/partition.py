@@ -37,6 +37,7 @@ from hotpath.wire_fast import decode_fast
 # Recent values as arrays, not JSON lists: a Python float per value made them most of a
 # checkpoint's cost. No "/" in these names, so no profile's arrays can collide with them.
 _RECENT_VALUES, _RECENT_KEPT = "__recent_values__", "__recent_kept__"
+_INDEX = "__index__"  # the series index, as JSON bytes
 _FORMAT = 3
 
 
@@ -229,7 +230,9 @@ class PartitionState:
                 arrays[f"{p.name}/{k}"] = v
         meta = {"format": _FORMAT, "fingerprint": self.fingerprint,
                 "profiles": [[p.name, p.rows] for p in self.profiles],
-                "index": self.index.export(), "recent_window": self.recent.window}
+                "recent_window": self.recent.window}
+        # The index as cached JSON bytes: re-serialised only when series were added.
+        arrays[_INDEX] = np.frombuffer(self.index.export_json(), dtype=np.uint8)
         arrays[_RECENT_VALUES], arrays[_RECENT_KEPT] = self.recent.to_arrays()
         return pack(arrays, meta)
 
@@ -245,7 +248,7 @@ class PartitionState:
             names = [name for name, _ in meta["profiles"]]
             if names != [p.name for p in self.profiles]:
                 raise CheckpointError(f"checkpoint profiles {names} differ from the config's")
-            index = SeriesIndex.load(meta["index"])
+            index = SeriesIndex.load_json(arrays.pop(_INDEX).tobytes())
             recent = RecentValues.from_arrays(int(meta["recent_window"]),
                                               arrays.pop(_RECENT_VALUES),
                                               arrays.pop(_RECENT_KEPT))

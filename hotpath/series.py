@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from escalation.finding import series_key
 
@@ -57,6 +58,7 @@ class SeriesIndex:
         self.wire_rows: dict[tuple[str, bytes, str], int] = {}
         # (service, raw label JSON, metric names) -> rows of a batch message, likewise.
         self.wire_batches: dict[tuple[str, bytes, tuple[str, ...]], npt.NDArray[np.intp]] = {}
+        self._export_json: tuple[int, bytes] = (-1, b"")  # (rows it covers, export as JSON)
 
     @property
     def n(self) -> int:
@@ -136,6 +138,23 @@ class SeriesIndex:
         """Plain JSON-able state; keys are recomputed on load so they cannot drift."""
         return {"version": _FORMAT,
                 "series": [[s, m, dict(lab)] for s, m, lab in self._meta]}
+
+    def export_json(self) -> bytes:
+        """:meth:`export` as JSON bytes, remade only when rows were added since: the index
+        only grows, and a checkpoint takes it every commit interval.
+
+        >>> idx = SeriesIndex(); _ = idx.add("api", "lat", {})
+        >>> idx.export_json() is idx.export_json(), SeriesIndex.load_json(idx.export_json()).n
+        (True, 1)
+        """
+        if self._export_json[0] != self.n:
+            self._export_json = (self.n, orjson.dumps(self.export()))
+        return self._export_json[1]
+
+    @classmethod
+    def load_json(cls, blob: bytes) -> SeriesIndex:
+        """Rebuild from :meth:`export_json`."""
+        return cls.load(orjson.loads(blob))
 
     @classmethod
     def load(cls, data: Mapping[str, Any]) -> SeriesIndex:

@@ -195,3 +195,14 @@ def test_recent_from_arrays_refuses_a_shape_that_does_not_fit_the_window() -> No
         RecentValues.from_arrays(30, np.zeros((2, 20)), np.zeros(2, dtype=np.int64))
     assert str(err.value) == ("recent values of shape (2, 20) and (2,) do not fit a window "
                               "of 30")
+
+
+def test_export_json_is_remade_when_a_series_is_added() -> None:
+    idx = SeriesIndex()
+    idx.add("api", "lat", {"az": "b"})
+    first = idx.export_json()
+    idx.add("api", "lat", {"az": "b"})  # known: nothing added, the same bytes
+    assert idx.export_json() is first
+    idx.add("api", "err", {})
+    again = SeriesIndex.load_json(idx.export_json())
+    assert [again.key(r) for r in range(again.n)] == ["api|lat|az=b", "api|err|"]
