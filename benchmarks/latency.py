@@ -24,6 +24,7 @@ running throughout:
    levels' load). Each probe is followed by a catch-up until everything produced is
    decided. The levels are fractions of min(most decided/s in a probe, ceiling)
    (``benchmarks.latency_stats.next_probe``/``chosen_max``); ``--probe 0`` skips this.
+   The probes run in ``benchmarks.latency_probe``.
 3. **Levels.** At 10 %, 50 % and 90 % of that maximum, ``benchmarks.open_loop`` runs as
    its own process: a fixed schedule whose messages carry their *intended* send time as
    ``ts`` and as their Kafka timestamp (a producer that falls behind counts as latency: no
@@ -38,6 +39,7 @@ running throughout:
    processor stays subscribed to its topic (warm detectors, measured maximum), so it would
    process a raw run there too; on its own topic hotpath idles while raw runs, and raw and
    hotpath alternate level by level under the same conditions of the shared machine.
+   The raw consumer is ``benchmarks.latency_raw``.
 
 Decision time is read in ``Running.on_batch``, which fires right after a batch's decisions
 are durable (audit written, pages in the outbox); the hook only appends the clock reading
@@ -54,41 +56,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
-
 from benchmarks.common import (
-    REPO,
     RESULTS_DIR,
     add_run_options,
     machine_info,
     run_and_report,
 )
+from benchmarks.latency_probe import Clock, Observer, OpenLoop, probe_max, until
+from benchmarks.latency_raw import raw_level
 from benchmarks.latency_stats import (
     FRACTIONS,
-    Stamps,
-    chosen_max,
     drain_rate,
     guard,
     level_result,
-    next_probe,
-    probe_result,
     render,
-    stamps_from_ms,
     targets,
     with_raw,
 )
 from benchmarks.throughput import (
     CASES,
-    MAX_PARTITION_FETCH_BYTES,
     METRICS_PER_BATCH,
     PARTITIONS,
     STALL_S,
@@ -100,27 +92,16 @@ from benchmarks.throughput import (
     race_serve,
     series_values,
 )
-from hotpath.config import Config
 from hotpath.demo.receivers import ActionReceiver, PageReceiver
-from hotpath.processor import BatchResult
 from hotpath.runtime import Running, serve
 from hotpath.services.kafka_admin import create_topic
 
-# The producer stands for services on other machines: above the processor's priority, it
-# keeps its schedule instead of queueing for a core behind what it measures (its CPU is a
-# fraction of a core). Applied where permitted; the report says which niceness ran.
-PRODUCER_NICE = -5
 # Batch messages drain about 8x more points/s than point messages (throughput.json: 2.1M vs
 # 268k), so their backlog gets 10x the steps and both drains last about as long.
 BATCH_BACKLOG_FACTOR = 10
 # After a level, the processor gets this long (and at least the level's duration) to decide
 # what is left before the next level starts; what it did not decide is reported.
 SETTLE_S = 5.0
-# A probe overloads hotpath from its first tick: one second lets the producer's start and
-# hotpath's first fetches of the probe pass before decided/s is counted.
-PROBE_WARMUP_S = 1.0
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,60 +183,6 @@ def parse_max_rate(text: str) -> tuple[str, float]:
     raise ValueError(f"--max-rate {text!r} must be CASE=POINTS_PER_S, e.g. point=250000")
 
 
-class Observer:
-    """The on_batch hook: one clock reading and the batch's ts arrays per batch."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.stamps: Stamps = []
-        self.points = 0
-        self.box: list[Running] = []
-
-    def ready(self, running: Running) -> None:
-        self.box.append(running)
-        running.on_batch.append(self.on_batch)
-
-    def on_batch(self, res: BatchResult) -> None:
-        if res.points:
-            self.stamps.append((self.clock(), res.event_ts))
-            self.points += res.points
-
-
-class RawReader:
-    """The ceiling's consume loop: per ``getmany``, one clock reading and the records' Kafka
-    timestamps (ms), with the runtime's poll timeout and batch size; nothing else is done
-    per record, and the timestamps become arrays only after the level."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, cfg: Config, clock: Clock) -> None:
-        self.consumer, self.clock = consumer, clock
-        self.timeout_ms, self.max_records = cfg.kafka.poll_timeout_ms, cfg.kafka.max_batch
-        self.batches: list[tuple[float, list[list[int]]]] = []
-        self.records = 0
-
-    async def read(self) -> None:
-        """Until cancelled."""
-        while True:
-            got = await self.consumer.getmany(timeout_ms=self.timeout_ms,
-                                              max_records=self.max_records)
-            if got:
-                now = self.clock()
-                parts = [[r.timestamp for r in recs] for recs in got.values()]
-                self.batches.append((now, parts))
-                self.records += sum(map(len, parts))
-
-
-async def _until(task: asyncio.Task[None], count: Callable[[], int], n: int,
-                 limit_s: float) -> bool:
-    """Wait until ``count()`` reaches ``n``; False if ``limit_s`` passed without it. The
-    consumer's ``task`` ending first is the failure (see ``throughput.race_serve``)."""
-    deadline = time.monotonic() + limit_s
-    while count() < n:
-        if time.monotonic() > deadline:
-            return False
-        await race_serve(task, asyncio.sleep(0.05))
-    return True
-
-
 def _batch_seconds(running: Running) -> tuple[float, float]:
     """The processor's own ``hotpath_batch_seconds`` (getmany → decisions durable): sum, count.
 
@@ -264,71 +191,6 @@ def _batch_seconds(running: Running) -> tuple[float, float]:
     """
     got = {s.name: s.value for f in running.metrics.batch_seconds.collect() for s in f.samples}
     return got["hotpath_batch_seconds_sum"], got["hotpath_batch_seconds_count"]
-
-
-async def _produce_level(bootstrap: str, topic: str, case: str, params: Params,
-                         rate: float, warmup_s: float, duration_s: float) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.open_loop", "--bootstrap", bootstrap,
-        "--topic", topic, "--case", case, "--services", str(params.services),
-        "--rate", repr(rate), "--warmup", repr(warmup_s),
-        "--duration", repr(duration_s), "--seed", str(params.seed),
-        "--nice", str(PRODUCER_NICE),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE)
-    try:
-        out, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:  # the run failed elsewhere: no producer outlives it
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        raise BenchmarkError(f"open-loop producer at {rate:,.0f} points/s exited "
-                             f"{proc.returncode}")
-    report: dict[str, Any] = orjson.loads(out)
-    return report
-
-
-async def _at_end(consumer: AIOKafkaConsumer) -> None:
-    """Until the group has assigned every partition and each position is fixed at the end
-    of the topic, so the level's first message is read and no earlier level's is."""
-    while len(consumer.assignment()) < PARTITIONS:
-        await asyncio.sleep(0.01)
-    for tp in list(consumer.assignment()):
-        await consumer.position(tp)
-
-
-async def _raw_level(bootstrap: str, topic: str, group: str, case: str, params: Params,
-                     rate: float, cfg: Config, clock: Clock) -> tuple[dict[str, Any], Stamps,
-                                                                      dict[str, Any]]:
-    """One level's schedule read by a plain consumer: the producer's report, the stamps,
-    and what the consumer did not receive within the settle time."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        # A new group per level starting at the end: this level's messages only.
-        auto_offset_reset="latest",
-        session_timeout_ms=cfg.kafka.session_timeout_ms,
-        heartbeat_interval_ms=cfg.kafka.heartbeat_interval_ms,
-        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES)
-    await consumer.start()
-    reader = RawReader(consumer, cfg, clock)
-    reading = asyncio.create_task(reader.read())
-    try:
-        try:
-            await race_serve(reading, asyncio.wait_for(_at_end(consumer), STALL_S))
-        except TimeoutError:
-            raise BenchmarkError(f"raw consumer of {topic}: {PARTITIONS} partitions not "
-                                 f"assigned within {STALL_S:g} s") from None
-        report = await race_serve(reading, _produce_level(
-            bootstrap, topic, case, params, rate, params.warmup_s, params.duration_s))
-        await _until(reading, lambda: reader.records, report["messages"],
-                     max(SETTLE_S, params.duration_s))
-    finally:
-        reading.cancel()
-        await asyncio.wait({reading})
-        await consumer.stop()
-    missing = max(0, report["messages"] - reader.records) * CASES[case]
-    return report, stamps_from_ms(reader.batches), {
-        "unreceived_after_settle": missing, "batches": len(reader.batches)}
 
 
 async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str,
@@ -346,6 +208,7 @@ async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str
     # A step a second ending now: the live stream's ts continue from the backlog's.
     backlog = per_message * await produce(bootstrap, topic, encode(values, clock() - steps))
     obs = Observer(clock)
+    producer = OpenLoop(bootstrap, case, params.services, params.seed)
     stop = asyncio.Event()
     async with ActionReceiver() as actions, PageReceiver() as pages:
         run_dir = workdir / case
@@ -354,38 +217,30 @@ async def measure_case(case: str, params: Params, bootstrap: str, redis_url: str
                       actions, pages)
         serving = asyncio.create_task(serve(cfg, stop, ready=obs.ready))
         try:
-            if not await _until(serving, lambda: obs.points, backlog, STALL_S):
+            if not await until(serving, lambda: obs.points, backlog, STALL_S):
                 raise BenchmarkError(f"hotpath on {topic}: backlog stalled at "
                                      f"{obs.points}/{backlog} points")
             measured, drained = drain_rate(obs.stamps, backlog)
             ceiling_source = "given" if case in params.max_rates else "drain"
             ceiling = params.max_rates.get(case, measured)
-            expected, probes = backlog, list[dict[str, Any]]()
-            while params.probe_s > 0 and (offered := next_probe(ceiling, probes)) is not None:
-                report = await race_serve(serving, _produce_level(
-                    bootstrap, topic, case, params, offered, PROBE_WARMUP_S, params.probe_s))
-                probes.append(probe_result(offered, report, obs.stamps))
-                expected += report["points"]
-                if not await _until(serving, lambda: obs.points, expected, STALL_S):
-                    raise BenchmarkError(f"hotpath on {topic}: no catch-up after the probe "
-                                         f"at {offered:,.0f} points/s "
-                                         f"({obs.points}/{expected} points)")
-            max_rate, source = chosen_max(ceiling, ceiling_source, probes)
+            max_rate, source, probes, expected = await probe_max(
+                serving, obs, producer, topic, ceiling, ceiling_source, params.probe_s,
+                backlog)
             levels = []
+            settle_s = max(SETTLE_S, params.duration_s)
             for fraction in FRACTIONS:
                 rate = fraction * max_rate
                 before = _batch_seconds(obs.box[0])
-                report = await race_serve(serving, _produce_level(
-                    bootstrap, topic, case, params, rate, params.warmup_s, params.duration_s))
+                report = await race_serve(serving, producer.run(
+                    topic, rate, params.warmup_s, params.duration_s))
                 expected += report["points"]
-                await _until(serving, lambda: obs.points, expected,
-                             max(SETTLE_S, params.duration_s))
+                await until(serving, lambda: obs.points, expected, settle_s)
                 undecided = max(0, expected - obs.points)
                 spent, batches = (a - b for a, b in zip(_batch_seconds(obs.box[0]), before,
                                                         strict=True))
-                raw = await race_serve(serving, _raw_level(
-                    bootstrap, raw_topic, f"raw-{run_id}-{round(fraction * 100)}", case,
-                    params, rate, cfg, clock))
+                raw = await race_serve(serving, raw_level(
+                    producer, raw_topic, f"raw-{run_id}-{round(fraction * 100)}", rate,
+                    params.warmup_s, params.duration_s, settle_s, cfg, clock))
                 levels.append((fraction, rate, report, {
                     "undecided_after_settle": undecided, "batches": int(batches),
                     "processing_ms_per_batch": 1000 * spent / batches if batches else 0.0},

@@ -1,64 +1,11 @@
-"""The latency benchmark's measuring hooks, sizes and options (figures: test_latency_stats)."""
+"""The latency benchmark's sizes and options (measuring: test_latency_probe, test_latency_raw;
+figures: test_latency_stats)."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-from typing import Any, cast
-
-import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from benchmarks.latency import Observer, Params, RawReader, main
-from benchmarks.throughput import EXAMPLE_CONFIG
-from hotpath.config import load_config
-from hotpath.processor import BatchResult
-
-
-def test_observer_keeps_one_stamp_per_batch_with_points() -> None:
-    clock = iter([5.0, 6.0])
-    obs = Observer(lambda: next(clock))
-    obs.on_batch(BatchResult(points=2, event_ts=[np.array([4.0, 4.5])]))
-    obs.on_batch(BatchResult())  # an empty poll: nothing decided
-    obs.on_batch(BatchResult(points=1, event_ts=[np.array([5.5])]))
-    assert obs.points == 3
-    assert [(t, [a.tolist() for a in arrays]) for t, arrays in obs.stamps] == [
-        (5.0, [[4.0, 4.5]]), (6.0, [[5.5]])]
-
-
-@dataclass
-class _Record:
-    timestamp: int
-
-
-class _Polls:
-    """What ``getmany`` returns, poll by poll, and the arguments it was called with."""
-
-    def __init__(self, polls: list[dict[str, list[_Record]]]) -> None:
-        self.polls, self.calls = polls, list[dict[str, int]]()
-
-    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, Any]:
-        self.calls.append({"timeout_ms": timeout_ms, "max_records": max_records})
-        if not self.polls:
-            await asyncio.Event().wait()  # nothing more: block until cancelled
-        return self.polls.pop(0)
-
-
-async def test_raw_reader_notes_one_clock_reading_and_the_timestamps_per_poll() -> None:
-    polls = _Polls([{"p0": [_Record(1000), _Record(1001)], "p1": [_Record(999)]}, {},
-                    {"p2": [_Record(1500)]}])
-    clock = iter([1.01, 1.52])
-    cfg = load_config(EXAMPLE_CONFIG)
-    reader = RawReader(cast(AIOKafkaConsumer, polls), cfg, lambda: next(clock))
-    task = asyncio.create_task(reader.read())
-    while reader.records < 4:
-        await asyncio.sleep(0)
-    task.cancel()
-    assert reader.batches == [(1.01, [[1000, 1001], [999]]), (1.52, [[1500]])]
-    # The runtime's own poll: the same timeout and batch size as hotpath's consumer.
-    assert polls.calls[0] == {"timeout_ms": cfg.kafka.poll_timeout_ms,
-                              "max_records": cfg.kafka.max_batch}
+from benchmarks.latency import Params, main
 
 
 def test_quick_params_stay_past_the_detector_warm_up() -> None:
