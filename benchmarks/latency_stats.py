@@ -4,7 +4,8 @@ A *stamp* is one batch's clock reading (when hotpath's decisions became durable,
 raw aiokafka ``getmany`` returned) with the intended send times of its points, one array
 per partition. Everything here is pure: latency in a window of intended times, an
 HdrHistogram of it, rates, whether the producer was the limit, the document's targets and
-guard ratios, and its table. ``benchmarks.latency`` does the measuring.
+guard ratios, and its table. ``benchmarks.latency``, ``latency_probe`` and ``latency_raw``
+do the measuring.
 """
 
 from __future__ import annotations
