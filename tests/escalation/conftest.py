@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,9 @@ class Receiver:
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A started receiver; ``receiver.url`` is ``http://127.0.0.1:PORT/hook``."""
-    rec = Receiver()
+@asynccontextmanager
+async def serving(rec: Receiver) -> AsyncIterator[Receiver]:
+    """``rec`` served on 127.0.0.1 until the block ends; ``rec.url`` is its ``/hook``."""
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
     runner = web.AppRunner(app, handler_cancellation=True)
@@ -78,6 +78,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rec
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A started receiver; ``receiver.url`` is ``http://127.0.0.1:PORT/hook``."""
+    async with serving(Receiver()) as rec:
+        yield rec
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from escalation.backoff import Backoff
 from escalation.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -29,7 +28,7 @@ from escalation.spool import Spool
 from escalation.storm import StormPolicy
 from hotpath.services.redis_server import RedisServer
 
-from .conftest import Receiver, Reply
+from .conftest import Receiver, Reply, serving
 from .test_pagers_webhook import PAGE
 
 A = replace(PAGE, dedup_key="hotpath-a", finding_id="a")
@@ -244,19 +243,8 @@ async def test_run_stops_promptly_when_idle(redis_client: aioredis.Redis, tmp_pa
 @pytest.fixture
 async def fallback_receiver() -> AsyncIterator[Receiver]:
     """A second real receiver (the fallback: Slack, say), like ``receiver``."""
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    rec.url = f"http://{host}:{port}/hook"
-    try:
+    async with serving(Receiver()) as rec:
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 class Declaring:
