@@ -33,6 +33,7 @@ from detectors.static_bounds import StaticBounds
 from hotpath.config import load_config
 from hotpath.runtime import make_ensemble
 from hotpath.series import RecentValues
+from tests.benchmarks.cli import usage_error
 
 TARGETS = ["updates_per_s_100k", "speedup_vs_python_100k", "state_bytes_per_series"]
 
@@ -165,8 +166,5 @@ def test_workload_batches_are_time_ordered_with_one_to_four_points_per_series() 
 ])
 def test_bad_sizes_are_refused(argv: list[str], message: str,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert usage_error(main, argv, capsys) == (
         f"python -m benchmarks.detectors: error: {message}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.latency import Params, main
+from tests.benchmarks.cli import usage_error
 
 
 def test_quick_params_stay_past_the_detector_warm_up() -> None:
@@ -33,8 +34,5 @@ def test_quick_params_stay_past_the_detector_warm_up() -> None:
 def test_bad_options_are_refused_before_any_service_starts(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert usage_error(main, argv, capsys) == (
         f"python -m benchmarks.latency: error: {message}")

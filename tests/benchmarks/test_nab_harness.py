@@ -16,6 +16,7 @@ from benchmarks.nab.data import list_files, read_series, read_windows
 from benchmarks.nab.harness import chunk_bounds, replay, run
 from hotpath.config import Config, load_config
 from hotpath.runtime import partition_factory
+from tests.benchmarks.cli import usage_error
 
 REPO = Path(__file__).resolve().parents[2]
 NAB_DEV = REPO.parent / "shared" / "data" / "nab-dev"
@@ -237,10 +238,7 @@ def test_a_bad_windows_file_names_the_entry(tmp_path: Path, doc: bytes, message:
 ])
 def test_bad_arguments_are_refused_before_any_work(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert usage_error(main, argv, capsys) == (
         f"python -m benchmarks.nab: error: {message}")
 
 

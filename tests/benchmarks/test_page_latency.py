@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import common
 from benchmarks.page_latency import main
+from tests.benchmarks.cli import usage_error
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -15,10 +16,7 @@ from benchmarks.page_latency import main
 ])
 def test_bad_options_are_refused_with_the_reason(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
+    assert usage_error(main, argv, capsys).endswith(f"error: {message}")
 
 
 def test_main_tunes_the_collector_before_serve_runs_in_process(

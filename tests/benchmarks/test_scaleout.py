@@ -28,6 +28,7 @@ from benchmarks.scaleout import (
 from benchmarks.scaleout_procs import listener_pid
 from benchmarks.throughput import PARTITIONS, point_messages, series_values
 from hotpath.services.kafka_admin import create_topic
+from tests.benchmarks.cli import usage_error
 
 # --- sizes and options -----------------------------------------------------------------------
 
@@ -47,10 +48,7 @@ from hotpath.services.kafka_admin import create_topic
 def test_bad_sizes_are_refused_before_any_service_starts(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert usage_error(main, argv, capsys) == (
         f"python -m benchmarks.scaleout: error: {message}")
 
 

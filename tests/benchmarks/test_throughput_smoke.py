@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.common import REPO
 from benchmarks.throughput import Params, main, measure
+from tests.benchmarks.cli import usage_error
 
 pytestmark = pytest.mark.kafka
 
@@ -98,8 +99,5 @@ def test_cli_writes_the_json_and_prints_the_table(
 def test_bad_sizes_are_refused_before_any_service_starts(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert usage_error(main, argv, capsys) == (
         f"python -m benchmarks.throughput: error: {message}")
