@@ -44,6 +44,7 @@ from escalation.changes import RecentChanges
 from escalation.decision import DecisionContext
 from escalation.errors import ApprovalStoreUnavailable
 from escalation.executors.base import ActionRequest, ActionResult, Executor
+from escalation.executors.router import Router
 from escalation.fallback import FallbackPolicy
 from escalation.oncall import Transition
 from escalation.outbox import PageOutbox
@@ -60,7 +61,7 @@ from hotpath.config import Config
 from hotpath.consumer import ConsumeLoop, PartitionStates
 from hotpath.dlq import KafkaDlq
 from hotpath.gc_tuning import tune_gc
-from hotpath.governance import authenticator, build_plane, env_secret, executors
+from hotpath.governance import Plane, authenticator, build_plane, env_secret, executors
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
 from hotpath.oncall_api import add_oncall_routes
@@ -127,6 +128,59 @@ def pagers(cfg: Config, session: aiohttp.ClientSession, clock: Clock = time.time
     return build_pagers(cfg, session, clock)
 
 
+@dataclass
+class Governed:
+    """The governed path serve() runs beside the consume loop (the tests build it alone)."""
+
+    outbox: PageOutbox
+    pagers: list[Pager]
+    sender: PageSender
+    queue: ActionQueue
+    plane: Plane
+    router: Router
+    runner: ActionRunner
+
+
+def build_governed(cfg: Config, redis: aioredis.Redis, session: aiohttp.ClientSession,
+                   audit: AuditLog, *, clock: Clock, metrics: Metrics, backoff: Backoff,
+                   consumer: str, executor: Executor | None = None) -> Governed:
+    """Outbox, page sender, action queue, control plane and action runner, wired as
+    configured. ``executor`` overrides the configured executors (tests)."""
+    outbox = PageOutbox(redis, Spool(cfg.spool.dir), timeout_s=cfg.redis.timeout_s)
+
+    def page_result(pager: str, outcome: str, latency: float) -> None:
+        metrics.pages.labels(pager, outcome).inc()
+        if outcome != "collapsed":  # folded into a storm page: no delivery of its own
+            metrics.page_latency.labels(pager).observe(latency)
+
+    running_pagers = pagers(cfg, session, clock)
+    d = cfg.delivery
+    sender = PageSender(outbox, running_pagers, backoff, clock,
+                        on_result=page_result,
+                        fallback=next((p for p in running_pagers
+                                       if p.name == cfg.pagers.fallback), None),
+                        fallback_policy=FallbackPolicy(d.fallback_after_failures,
+                                                       d.fallback_after_s),
+                        rate_limits={n: RateLimit.per_minute(r) for n, r in d.rate_per_min.items()
+                                     if n in {p.name for p in running_pagers}},
+                        storm=None if d.storm_max_per_min is None else StormPolicy(
+                            d.storm_max_per_min, 60.0),
+                        consumer=consumer)
+    queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
+    plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,
+                        metrics=metrics)
+
+    async def on_outcome(req: ActionRequest, result: ActionResult) -> None:
+        metrics.actions.labels(req.action, "succeeded" if result.ok else "failed").inc()
+        await plane.followup.on_outcome(req, result)
+
+    router = executors(cfg, session, clock)
+    runner = ActionRunner(queue, executor or router, backoff, clock, on_outcome,
+                          consumer=consumer, gate=plane.gate,
+                          attempts_for=None if executor is not None else router.attempts_for)
+    return Governed(outbox, running_pagers, sender, queue, plane, router, runner)
+
+
 async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
                 ready: Callable[[Running], Any] | None = None,
                 executor: Executor | None = None) -> None:
@@ -153,42 +207,14 @@ async def serve(cfg: Config, stop: asyncio.Event, *, clock: Clock = time.time,
         m = mirror  # read at scrape time: no task keeps the gauges fresh
         metrics.audit_mirror_lag.set_function(lambda: m.status().lag)
         metrics.audit_mirror_stopped.set_function(lambda: m.status().stopped is not None)
-    outbox = PageOutbox(redis, Spool(cfg.spool.dir), timeout_s=cfg.redis.timeout_s)
     backoff = Backoff(jitter=rng.random)
     # Stable across restarts of this host's processor, so a restarted one re-reads the
     # outbox and action entries it had claimed but not finished.
     consumer_name = f"{socket.gethostname()}:{cfg.kafka.group}"
-
-    def page_result(pager: str, outcome: str, latency: float) -> None:
-        metrics.pages.labels(pager, outcome).inc()
-        if outcome != "collapsed":  # folded into a storm page: no delivery of its own
-            metrics.page_latency.labels(pager).observe(latency)
-
-    running_pagers = pagers(cfg, session, clock)
-    d = cfg.delivery
-    sender = PageSender(outbox, running_pagers, backoff, clock,
-                        on_result=page_result,
-                        fallback=next((p for p in running_pagers
-                                       if p.name == cfg.pagers.fallback), None),
-                        fallback_policy=FallbackPolicy(d.fallback_after_failures,
-                                                       d.fallback_after_s),
-                        rate_limits={n: RateLimit.per_minute(r) for n, r in d.rate_per_min.items()
-                                     if n in {p.name for p in running_pagers}},
-                        storm=None if d.storm_max_per_min is None else StormPolicy(
-                            d.storm_max_per_min, 60.0),
-                        consumer=consumer_name)
-    queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
-    plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,
-                        metrics=metrics)
-
-    async def on_outcome(req: ActionRequest, result: ActionResult) -> None:
-        metrics.actions.labels(req.action, "succeeded" if result.ok else "failed").inc()
-        await plane.followup.on_outcome(req, result)
-
-    router = executors(cfg, session, clock)
-    runner = ActionRunner(queue, executor or router, backoff, clock, on_outcome,
-                          consumer=consumer_name, gate=plane.gate,
-                          attempts_for=None if executor is not None else router.attempts_for)
+    gov = build_governed(cfg, redis, session, audit, clock=clock, metrics=metrics,
+                         backoff=backoff, consumer=consumer_name, executor=executor)
+    outbox, sender, plane, runner = gov.outbox, gov.sender, gov.plane, gov.runner
+    running_pagers = gov.pagers
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=cfg.kafka.bootstrap, group_id=cfg.kafka.group,

@@ -1,10 +1,9 @@
 """The governed path of ``hotpath.runtime.serve`` without Kafka, for end-to-end API tests.
 
-:func:`build_governed` builds what ``serve`` builds for governed actions — the Redis
-client's stores, the audit log, the page outbox with its spool, the action queue, the
-control plane (``build_plane``), the action API app, the action runner (router, per-action
-attempts, ``on_outcome`` → ``plane.followup.on_outcome``) and the page sender — in the same
-way and from the same config. :func:`run_governed` starts it on 127.0.0.1 against real
+:func:`build_governed_parts` builds what ``serve`` builds for governed actions — with
+serve's own :func:`hotpath.runtime.build_governed` (page outbox and sender, action queue,
+control plane, action runner), plus the audit log and the action API app — from the same
+config. :func:`run_governed` starts it on 127.0.0.1 against real
 loopback receivers and yields a :class:`Governed` whose :meth:`Governed.call` makes real
 HTTP calls with bearer tokens and remembers each one, so a test can check that every call
 left exactly one ``api`` audit record.
@@ -32,20 +31,18 @@ from escalation.actions import ActionQueue, ActionRunner
 from escalation.audit import AuditLog
 from escalation.audit_signing import Signer
 from escalation.backoff import Backoff
-from escalation.executors.base import ActionRequest, ActionResult
 from escalation.executors.router import Router
 from escalation.executors.signing import SIGNATURE_HEADER
 from escalation.outbox import PageOutbox
 from escalation.sender import PageSender
-from escalation.spool import Spool
 from hotpath.api import add_api_routes
 from hotpath.api_auth import hash_token
 from hotpath.config import Config, load_config, with_overrides
 from hotpath.demo.receivers import ActionReceiver
-from hotpath.governance import Plane, authenticator, build_plane, executors
+from hotpath.governance import Plane, authenticator
 from hotpath.http_server import HttpServer
 from hotpath.metrics import Metrics
-from hotpath.runtime import pagers
+from hotpath.runtime import build_governed
 from tests.hotpath.conftest import EXAMPLE
 
 # The example config's demo tokens (deploy/hotpath.yaml stores their SHA-256), plus carol:
@@ -127,7 +124,8 @@ def governed_config(tmp_path: Path, redis_url: str, *, action_url: str, page_url
 
 @dataclass
 class GovernedParts:
-    """What serve() builds for governed actions, not yet running."""
+    """What serve() builds for governed actions, not yet running: its own
+    :func:`hotpath.runtime.build_governed`, the audit log and the action API app."""
 
     audit: AuditLog
     outbox: PageOutbox
@@ -139,34 +137,18 @@ class GovernedParts:
     app: web.Application
 
 
-def build_governed(cfg: Config, redis: aioredis.Redis, session: aiohttp.ClientSession, *,
-                   clock: Callable[[], float], metrics: Metrics, backoff: Backoff,
-                   consumer: str) -> GovernedParts:
-    """serve()'s wiring of the governed path, line for line (minus Kafka and the mirror)."""
+def build_governed_parts(cfg: Config, redis: aioredis.Redis, session: aiohttp.ClientSession,
+                         *, clock: Callable[[], float], metrics: Metrics, backoff: Backoff,
+                         consumer: str) -> GovernedParts:
+    """serve()'s wiring of the governed path (minus Kafka and the audit mirror)."""
     audit = AuditLog(cfg.audit.path, clock, signer=Signer.from_env())
-    outbox = PageOutbox(redis, Spool(cfg.spool.dir), timeout_s=cfg.redis.timeout_s)
-
-    def page_result(pager: str, outcome: str, latency: float) -> None:
-        metrics.pages.labels(pager, outcome).inc()
-        metrics.page_latency.labels(pager).observe(latency)
-
-    sender = PageSender(outbox, pagers(cfg, session), backoff, clock, on_result=page_result,
-                        consumer=consumer)
-    queue = ActionQueue(redis, timeout_s=cfg.redis.timeout_s)
-    plane = build_plane(cfg, redis, audit=audit, actions=queue, pages=outbox, clock=clock,
-                        metrics=metrics)
-
-    async def on_outcome(req: ActionRequest, result: ActionResult) -> None:
-        metrics.actions.labels(req.action, "succeeded" if result.ok else "failed").inc()
-        await plane.followup.on_outcome(req, result)
-
-    router = executors(cfg, session, clock)
-    runner = ActionRunner(queue, router, backoff, clock, on_outcome, consumer=consumer,
-                          attempts_for=router.attempts_for, gate=plane.gate)
+    gov = build_governed(cfg, redis, session, audit, clock=clock, metrics=metrics,
+                         backoff=backoff, consumer=consumer)
     app = web.Application()
-    add_api_routes(app, plane.control, authenticator(cfg), clock=clock,
+    add_api_routes(app, gov.plane.control, authenticator(cfg), clock=clock,
                    default_environment=cfg.decide.environment)
-    return GovernedParts(audit, outbox, queue, plane, router, runner, sender, app)
+    return GovernedParts(audit, gov.outbox, gov.queue, gov.plane, gov.router, gov.runner,
+                         gov.sender, app)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +262,8 @@ async def run_governed(cfg: Config, clock: Clock) -> AsyncIterator[Governed]:
     redis = aioredis.from_url(cfg.redis.url, socket_timeout=10.0,
                               socket_connect_timeout=cfg.redis.timeout_s)
     session = aiohttp.ClientSession()
-    parts = build_governed(cfg, redis, session, clock=clock, metrics=Metrics(),
-                           backoff=FAST_BACKOFF, consumer=CONSUMER)
+    parts = build_governed_parts(cfg, redis, session, clock=clock, metrics=Metrics(),
+                                 backoff=FAST_BACKOFF, consumer=CONSUMER)
     server = HttpServer(parts.app, "127.0.0.1", 0)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -313,5 +295,5 @@ async def run_governed(cfg: Config, clock: Clock) -> AsyncIterator[Governed]:
 __all__ = [
     "ACTORS", "APPROVAL_SECRET", "CONSUMER", "FAST_BACKOFF", "T0", "TOKENS", "WEBHOOK_SECRET",
     "Call", "Clock", "Governed", "GovernedParts", "Reply", "SignedActionReceiver",
-    "build_governed", "governed_config", "run_governed", "wait_async",
+    "build_governed_parts", "governed_config", "run_governed", "wait_async",
 ]
