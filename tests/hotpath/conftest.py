@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from escalation.request import Actor
 from hotpath.config import Config, load_config, with_overrides
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "hotpath.yaml"
@@ -44,3 +46,15 @@ def make_config(tmp_path: Path, redis_url: str) -> MakeConfig:
         return with_overrides(load_config(EXAMPLE), updates)
 
     return make
+
+
+@dataclass(frozen=True)
+class AuditCall:
+    """One API call as the API server audits it (the API tests record and compare these)."""
+
+    actor: Actor | None
+    method: str
+    path: str
+    status: int
+    code: str
+    detail: str

@@ -30,6 +30,7 @@ from hotpath.api import MAX_BODY_BYTES, add_api_routes, load_openapi
 from hotpath.api_auth import Authenticator, Principal, hash_token
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
+from tests.hotpath.conftest import AuditCall
 
 NOW = 1764132000.0
 AGENT_TOKEN = "agent-token-7c1f0e"
@@ -42,16 +43,6 @@ SECRETS = (AGENT_TOKEN, HUMAN_TOKEN, APPROVE_TOKEN)
 BODY = {"action": "restart_pods", "service": "checkout", "environment": "production",
         "target": "deployment/checkout", "idempotency_key": "copilot-42",
         "params": {"replicas": 3}, "severity": "error", "reason": "p99 4x baseline"}
-
-
-@dataclass(frozen=True)
-class AuditCall:
-    actor: Actor | None
-    method: str
-    path: str
-    status: int
-    code: str
-    detail: str
 
 
 def checks_for(status: SubmitStatus) -> tuple[Check, ...]:

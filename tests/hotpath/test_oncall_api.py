@@ -22,6 +22,7 @@ from hotpath.api_auth import Authenticator, Principal, hash_token
 from hotpath.http_server import HttpServer, make_app
 from hotpath.metrics import Metrics
 from hotpath.oncall_api import add_oncall_routes
+from tests.hotpath.conftest import AuditCall
 
 pytestmark = pytest.mark.redis
 
@@ -33,16 +34,6 @@ SLACK_SECRET = b"slack-signing-secret-77c1"
 ALICE = Actor(ActorKind.HUMAN, "alice", ("sre",))
 POLICY = EscalationPolicy("checkout", (Level(("alice",), 300.0), Level(("bob",), 600.0)))
 SECRETS = (HUMAN_TOKEN, PD_SECRET.decode(), SLACK_SECRET.decode())
-
-
-@dataclass(frozen=True)
-class AuditCall:
-    actor: Actor | None
-    method: str
-    path: str
-    status: int
-    code: str
-    detail: str
 
 
 @dataclass
