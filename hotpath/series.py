@@ -195,7 +195,7 @@ class RecentValues:
     >>> rv.push(np.array([0, 0, 0, 0, 2]), np.array([1.0, 2.0, 3.0, 4.0, 9.0]))
     >>> rv.last(0), rv.last(1), rv.last(2)
     ([2.0, 3.0, 4.0], [], [9.0])
-    >>> RecentValues.load(rv.export()).last(0)
+    >>> RecentValues.from_arrays(3, *rv.to_arrays()).last(0)
     [2.0, 3.0, 4.0]
     """
 
@@ -303,21 +303,3 @@ class RecentValues:
         rv._count[: len(kept)] = np.clip(kept, 0, window)
         return rv
 
-    def export(self) -> dict[str, Any]:
-        """Plain JSON-able state: the window and each row's values, oldest first."""
-        values, kept = self.to_arrays()
-        return {"version": _FORMAT, "window": self._window,
-                "values": [row[:k] for row, k in zip(values.tolist(), kept.tolist(),
-                                                     strict=True)]}
-
-    @classmethod
-    def load(cls, data: Mapping[str, Any]) -> RecentValues:
-        """Rebuild from :meth:`export`."""
-        _check_version(data)
-        rows: list[list[float]] = data["values"]
-        rv = cls(window=int(data["window"]), capacity=max(len(rows), _INITIAL_ROWS))
-        for i, vals in enumerate(rows):
-            kept = vals[-rv._window:]
-            rv._buf[i, : len(kept)] = kept
-            rv._count[i] = len(kept)
-        return rv
